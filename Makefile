@@ -1,0 +1,45 @@
+# Two commands for a fresh clone (see README):  make lab   and   make test
+# Everything else here is for maintainers and instructors.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+JOBS   ?= 2
+# JupyterLab refuses to run as root unless told to; students on a laptop are not root.
+ROOT_FLAG := $(shell [ "$$(id -u)" = 0 ] && echo --allow-root)
+
+.PHONY: env lab test notebooks exercises grade bench clean-env
+
+env: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet -e .
+	@touch $(STAMP)
+
+## Open the course in JupyterLab at the index.
+lab: $(STAMP)
+	$(BIN)/jupyter lab $(ROOT_FLAG) chapters/00_index.ipynb
+
+## Run the whole test suite: unit tests, every notebook under nbval, exercise checks.
+test: $(STAMP)
+	MPLBACKEND=Agg $(BIN)/python -m pytest -n $(JOBS) -q
+
+## Re-execute notebooks in place and store their outputs (NB=path to do just one).
+notebooks: $(STAMP)
+	$(BIN)/python -m course_lib.notebooks execute $(or $(NB),chapters solutions)
+
+## Regenerate the student versions in exercises/ from solutions/.
+exercises: $(STAMP)
+	$(BIN)/python -m course_lib.grading release
+
+## Grade a folder of submissions: make grade SUBMISSIONS=path OUT=path
+grade: $(STAMP)
+	$(BIN)/python -m course_lib.grading grade "$(SUBMISSIONS)" --out "$(OUT)"
+
+## Benchmarks (not part of the test suite).
+bench: $(STAMP)
+	$(BIN)/python benchmarks/bench_train.py
+
+clean-env:
+	rm -rf $(VENV)
