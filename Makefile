@@ -8,7 +8,7 @@ JOBS   ?= 2
 # JupyterLab refuses to run as root unless told to; students on a laptop are not root.
 ROOT_FLAG := $(shell [ "$$(id -u)" = 0 ] && echo --allow-root)
 
-.PHONY: env lab test notebooks exercises grade bench clean-env
+.PHONY: env lab test notebooks exercises workspace grade bench clean-env
 
 env: $(STAMP)
 
@@ -23,7 +23,7 @@ lab: $(STAMP)
 
 ## Run the whole test suite: unit tests, every notebook under nbval, exercise checks.
 test: $(STAMP)
-	MPLBACKEND=Agg $(BIN)/python -m pytest -n $(JOBS) -q
+	MPLBACKEND=Agg PYTHONHASHSEED=0 $(BIN)/python -m pytest -n $(JOBS) -q
 
 ## Re-execute notebooks in place and store their outputs (NB=path to do just one).
 notebooks: $(STAMP)
@@ -32,6 +32,10 @@ notebooks: $(STAMP)
 ## Regenerate the student versions in exercises/ from solutions/.
 exercises: $(STAMP)
 	$(BIN)/python -m course_lib.grading release
+
+## Students: copy the exercises into my_work/ without overwriting anything already there.
+workspace:
+	mkdir -p my_work && cp -rn exercises/. my_work/
 
 ## Grade a folder of submissions: make grade SUBMISSIONS=path OUT=path
 grade: $(STAMP)
