@@ -4,3 +4,6 @@ Every method the chapters use lives here, once; notebooks import it.  Public nam
 re-exported below, grouped by module.
 """
 from course_lib.utils import seed_everything, get_device
+
+# optim
+from course_lib.optim import SGD, Adagrad, RMSprop, Adadelta, Adam, AdamW, NAdam, OPTIMIZERS
