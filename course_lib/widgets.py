@@ -1,0 +1,156 @@
+"""Interactive figures for the chapters, built on ipywidgets.
+
+:func:`interactive_plot` turns any plotting function into controls + a figure that is
+redrawn whenever a control changes; :func:`trajectory_explorer` is the one most chapters
+use: optimizers on a landscape, with sliders for the learning rate, momentum, condition
+number, …
+
+Stored notebooks stay deterministic: the widgets returned here have a fixed ``repr``
+(the cell's text/plain output, which nbval compares), and the figure goes into an
+``Output`` widget, whose content nbval does not compare.  Use a slider's
+``continuous_update=False`` so that dragging redraws once, on release.
+"""
+from __future__ import annotations
+
+import inspect
+from typing import Callable, Mapping
+
+import ipywidgets as W
+import matplotlib.pyplot as plt
+from IPython import get_ipython
+from IPython.display import display
+
+from course_lib.landscapes import Landscape, run_optimizer
+from course_lib.plots import plot_trajectories
+
+__all__ = ["InteractivePlot", "interactive_plot", "trajectory_explorer"]
+
+
+def _control(name: str, spec) -> W.ValueWidget:
+    """A widget as given, or one made from an ``interact``-style abbreviation:
+    (min, max[, step]) → slider, list → dropdown, bool → checkbox, str → text."""
+    if isinstance(spec, W.ValueWidget):
+        widget = spec
+    else:
+        widget = W.interactive.widget_from_abbrev(spec)
+        if widget is None:
+            raise ValueError(f"Invalid control {name!r}: cannot make a widget from {spec!r}")
+    if not widget.description:
+        widget.description = name
+    return widget
+
+
+class InteractivePlot(W.VBox):
+    """Controls above an ``Output`` that shows ``fn(**values)``'s figure.
+
+    Attributes:
+        controls: name → widget.
+        output: the ``Output`` widget holding the figure.
+        values: the values of the last redraw.
+        result: what ``fn`` returned on the last redraw.
+        figure: the figure of the last redraw (closed after display, still inspectable).
+        calls: the number of redraws so far.
+    """
+
+    def __init__(self, fn: Callable, controls: Mapping[str, W.ValueWidget]) -> None:
+        self.fn = fn
+        self.controls = dict(controls)
+        self.output = W.Output()
+        self.values: dict = {}
+        self.result = None
+        self.figure = None
+        self.calls = 0
+        super().__init__(children=[*self.controls.values(), self.output])
+        for widget in self.controls.values():
+            widget.observe(self.update, names="value")
+        self.update()
+
+    def update(self, change=None) -> None:
+        """Call ``fn`` with the current values, show the figure it drew, close it."""
+        self.values = {name: w.value for name, w in self.controls.items()}
+        before = set(plt.get_fignums())
+        with self.output:
+            self.output.clear_output(wait=True)
+            self.result = self.fn(**self.values)
+            new = [plt.figure(n) for n in plt.get_fignums() if n not in before]
+            for fig in new:
+                # show inside the Output widget, then close, so that the figure is not shown
+                # a second time below the cell (outside IPython there is nowhere to show it)
+                if get_ipython() is not None:
+                    display(fig)
+                plt.close(fig)
+        self.figure = new[-1] if new else None
+        self.calls += 1
+
+    def __repr__(self) -> str:
+        # The cell's text/plain output: fixed, unlike VBox's repr (ids, current values).
+        return f"{type(self).__name__}(controls: {', '.join(self.controls)})"
+
+
+def interactive_plot(fn: Callable, **controls) -> InteractivePlot:
+    """Controls + figure: ``fn(**values)`` draws a Matplotlib figure, redrawn on every change.
+
+    Each keyword is a widget or an ``interact`` abbreviation, e.g.
+    ``interactive_plot(f, lr=W.FloatLogSlider(value=0.1, base=10, min=-3, max=0),
+    steps=(10, 200, 10))``.  The initial state is drawn at once.
+    """
+    return InteractivePlot(fn, {name: _control(name, spec) for name, spec in controls.items()})
+
+
+def _accepts(factory: Callable) -> set[str] | None:
+    """Names of the keyword arguments ``factory`` accepts; None if it takes **kwargs."""
+    try:
+        params = inspect.signature(factory).parameters.values()
+    except (TypeError, ValueError):
+        return None
+    if any(p.kind is p.VAR_KEYWORD for p in params):
+        return None
+    return {p.name for p in params}
+
+
+def trajectory_explorer(landscape: Landscape | Callable[..., Landscape],
+                        optimizers: Mapping[str, Callable], steps: int = 50, start=None,
+                        title: Callable[[dict], str] | None = None,
+                        **controls) -> InteractivePlot:
+    """Optimizers racing on a landscape, redrawn when a control changes.
+
+    Arguments:
+        landscape: a Landscape, or a factory (e.g. ``Quadratic``) whose keyword
+            arguments may be controls (``condition_number=(1, 100, 1)``).
+        optimizers: label → optimizer class or factory, as for
+            :func:`~course_lib.landscapes.run_optimizer`.
+        steps: the number of updates, or a widget / abbreviation to make it a control.
+        start: θ₀ (default ``landscape.start``).
+        title: optional ``title(values) -> str`` for the figure; by default the values.
+        **controls: widgets or abbreviations.  Each value goes where its name fits:
+            ``steps``; a keyword of the landscape factory; otherwise a hyperparameter,
+            given to every optimizer that accepts it (``momentum`` reaches SGD, not Adam).
+
+    The returned widget's ``result`` is the dict label → Trajectory of the last redraw.
+    """
+    if not isinstance(steps, int):  # a widget or an abbreviation: a control like the others
+        controls = {"steps": steps, **controls}
+    if isinstance(landscape, Landscape):
+        landscape_keys: set[str] = set()
+    else:
+        landscape_keys = _accepts(landscape) or set()
+    accepted = {label: _accepts(opt) for label, opt in optimizers.items()}
+
+    def draw(**values):
+        n_steps = values.get("steps", steps)
+        J = (landscape if isinstance(landscape, Landscape)
+             else landscape(**{k: v for k, v in values.items() if k in landscape_keys}))
+        hyper = {k: v for k, v in values.items() if k != "steps" and k not in landscape_keys}
+        runs = {}
+        for label, opt in optimizers.items():
+            ok = accepted[label]
+            kw = hyper if ok is None else {k: v for k, v in hyper.items() if k in ok}
+            runs[label] = run_optimizer(J, opt, start, n_steps, **kw)
+        fig, ax = plt.subplots(figsize=(6, 4.8))
+        text = (title(values) if title is not None
+                else ", ".join(f"{k} = {v:.3g}" if isinstance(v, float) else f"{k} = {v}"
+                               for k, v in values.items()))
+        plot_trajectories(J, runs, ax=ax, title=text)
+        return runs
+
+    return interactive_plot(draw, **controls)

@@ -1,0 +1,93 @@
+"""Widgets: changing a control re-runs the callback with the new value; the repr is fixed."""
+import functools
+
+import matplotlib
+
+matplotlib.use("Agg")
+import ipywidgets as W  # noqa: E402
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from course_lib.landscapes import Quadratic, Saddle, run_optimizer  # noqa: E402
+from course_lib.widgets import InteractivePlot, interactive_plot, trajectory_explorer  # noqa: E402
+
+
+def test_interactive_plot_redraws_on_change():
+    seen = []
+
+    def draw(a, n):
+        seen.append((a, n))
+        fig, ax = plt.subplots()
+        ax.plot(np.arange(n), a * np.arange(n))
+        ax.set_title(f"slope {a:.2f}")
+        return a * n
+
+    slider = W.FloatSlider(value=0.5, min=0.0, max=2.0, step=0.25)
+    w = interactive_plot(draw, a=slider, n=(2, 10, 1))
+    assert isinstance(w, W.VBox) and isinstance(w, InteractivePlot)
+    assert seen == [(0.5, 6)]  # the initial state is drawn at once (IntSlider at mid-range)
+    assert isinstance(w.controls["n"], W.IntSlider) and w.controls["n"].description == "n"
+    assert w.children[-1] is w.output and w.children[0] is slider
+
+    slider.value = 1.25
+    assert seen[-1] == (1.25, 6) and w.calls == 2
+    assert w.values == {"a": 1.25, "n": 6} and w.result == 1.25 * 6
+    assert w.figure.axes[0].get_title() == "slope 1.25"
+    w.controls["n"].value = 3
+    np.testing.assert_array_equal(w.figure.axes[0].get_lines()[0].get_ydata(), [0, 1.25, 2.5])
+    assert not plt.get_fignums()  # every figure is closed after display
+
+
+def test_repr_is_deterministic():
+    w1 = interactive_plot(lambda lr: None, lr=W.FloatSlider(value=0.1))
+    w2 = interactive_plot(lambda lr: None, lr=W.FloatSlider(value=0.7))
+    assert repr(w1) == repr(w2) == "InteractivePlot(controls: lr)"
+    bundle = w1._repr_mimebundle_()
+    assert bundle["text/plain"] == "InteractivePlot(controls: lr)"
+
+
+def test_invalid_control():
+    with pytest.raises(ValueError, match="Invalid control 'x'"):
+        interactive_plot(lambda x: None, x=object())
+
+
+def test_trajectory_explorer_routes_controls():
+    lr = W.FloatSlider(value=0.1, min=0.01, max=0.5, step=0.01)
+    momentum = W.FloatSlider(value=0.0, min=0.0, max=0.9, step=0.1)
+    kappa = W.FloatSlider(value=10.0, min=1.0, max=50.0, step=1.0)
+    optimizers = {"SGD": torch.optim.SGD, "Adam": torch.optim.Adam}
+    w = trajectory_explorer(Quadratic, optimizers, steps=15, lr=lr, momentum=momentum,
+                            condition_number=kappa)
+
+    def expected(opt, kappa, **hyper):
+        return run_optimizer(Quadratic(condition_number=kappa), opt, steps=15, **hyper).path
+
+    np.testing.assert_allclose(w.result["SGD"].path, expected(torch.optim.SGD, 10, lr=0.1))
+
+    lr.value = 0.05
+    momentum.value = 0.5
+    kappa.value = 20.0
+    assert w.calls == 4
+    np.testing.assert_allclose(w.result["SGD"].path,
+                               expected(torch.optim.SGD, 20, lr=0.05, momentum=0.5))
+    # Adam does not take `momentum`: it gets lr only
+    np.testing.assert_allclose(w.result["Adam"].path, expected(torch.optim.Adam, 20, lr=0.05))
+    title = w.figure.axes[0].get_title()
+    assert title == "lr = 0.05, momentum = 0.5, condition_number = 20"
+    assert [t.get_text() for t in w.figure.axes[0].get_legend().get_texts()][-2:] == [
+        "SGD", "Adam"]
+
+
+def test_trajectory_explorer_with_a_fixed_landscape_and_steps_control():
+    J = Saddle()
+    w = trajectory_explorer(J, {"GD": functools.partial(torch.optim.SGD, lr=0.1)},
+                            steps=W.IntSlider(value=5, min=1, max=40),
+                            title=lambda v: f"{v['steps']} steps of gradient descent")
+    assert w.result["GD"].steps == 5
+    w.controls["steps"].value = 12
+    assert w.result["GD"].steps == 12
+    np.testing.assert_allclose(w.result["GD"].path,
+                               run_optimizer(J, torch.optim.SGD, steps=12, lr=0.1).path)
+    assert w.figure.axes[0].get_title() == "12 steps of gradient descent"
