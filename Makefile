@@ -7,6 +7,8 @@ STAMP  := $(VENV)/.installed
 JOBS   ?= 2
 # JupyterLab refuses to run as root unless told to; students on a laptop are not root.
 ROOT_FLAG := $(shell [ "$$(id -u)" = 0 ] && echo --allow-root)
+# As in course_lib/notebooks.py: stored outputs are made and checked with one thread per kernel.
+KERNEL_ENV := PYTHONHASHSEED=0 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 
 .PHONY: env lab test notebooks exercises workspace grade bench clean-env
 
@@ -23,7 +25,7 @@ lab: $(STAMP)
 
 ## Run the whole test suite: unit tests, every notebook under nbval, exercise checks.
 test: $(STAMP)
-	MPLBACKEND=Agg PYTHONHASHSEED=0 $(BIN)/python -m pytest -n $(JOBS) -q
+	$(KERNEL_ENV) $(BIN)/python -m pytest -n $(JOBS) -q
 
 ## Re-execute notebooks in place and store their outputs (NB=path to do just one).
 notebooks: $(STAMP)

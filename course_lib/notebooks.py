@@ -2,8 +2,9 @@
 
 Maintainers run ``python -m course_lib.notebooks execute PATH...`` (``make notebooks``) after a
 change; the stored outputs are what nbval compares in ``make test``.  Execution is made
-repeatable: the kernel starts in the notebook's folder with a fixed environment (Agg backend,
-fixed hash seed, two threads), cell timings are not recorded and volatile metadata is dropped.
+repeatable: the kernel starts in the notebook's folder with a fixed environment (fixed hash
+seed, one thread per kernel as under ``make test``, where two kernels share two cores), cell
+timings are not recorded and volatile metadata is dropped.
 
 Authoring: ``python -m course_lib.notebooks build SCRIPT.py NOTEBOOK.ipynb`` turns a "percent"
 script into a notebook, and ``export NOTEBOOK.ipynb`` prints one back as a script.  Cells start
@@ -120,8 +121,10 @@ def _clean(nb: nbformat.NotebookNode) -> None:
     _stable_ids(nb)
 
 
-# The environment every notebook runs in, here and under nbval (the Makefile's test target).
-KERNEL_ENV = {"MPLBACKEND": "Agg", "PYTHONHASHSEED": "0"}
+# The environment every notebook runs in, here and under nbval (the Makefile's test target sets
+# the same).  One thread: results of parallel reductions can depend on the thread count.
+# No MPLBACKEND: the kernel's inline backend must store the figures.
+KERNEL_ENV = {"PYTHONHASHSEED": "0", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
 def execute(path: str | Path, timeout: int = TIMEOUT_S) -> nbformat.NotebookNode:

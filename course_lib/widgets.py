@@ -6,19 +6,19 @@ use: optimizers on a landscape, with sliders for the learning rate, momentum, co
 number, …
 
 Stored notebooks stay deterministic: the widgets returned here have a fixed ``repr``
-(the cell's text/plain output, which nbval compares), and the figure goes into an
-``Output`` widget, whose content nbval does not compare.  Use a slider's
-``continuous_update=False`` so that dragging redraws once, on release.
+(the cell's text/plain output, which nbval compares), and the figure is rendered to PNG
+bytes inside an ``Image`` widget, so drawing it sends no display message at all (an
+``Output`` widget would not do: under nbval its figure leaks into the cell's outputs).
+Use a slider's ``continuous_update=False`` so that dragging redraws once, on release.
 """
 from __future__ import annotations
 
 import inspect
+import io
 from typing import Callable, Mapping
 
 import ipywidgets as W
 import matplotlib.pyplot as plt
-from IPython import get_ipython
-from IPython.display import display
 
 from course_lib.landscapes import Landscape, run_optimizer
 from course_lib.plots import plot_trajectories
@@ -41,11 +41,11 @@ def _control(name: str, spec) -> W.ValueWidget:
 
 
 class InteractivePlot(W.VBox):
-    """Controls above an ``Output`` that shows ``fn(**values)``'s figure.
+    """Controls above an ``Image`` that shows ``fn(**values)``'s figure.
 
     Attributes:
         controls: name → widget.
-        output: the ``Output`` widget holding the figure.
+        image: the ``Image`` widget holding the figure as PNG.
         values: the values of the last redraw.
         result: what ``fn`` returned on the last redraw.
         figure: the figure of the last redraw (closed after display, still inspectable).
@@ -55,12 +55,12 @@ class InteractivePlot(W.VBox):
     def __init__(self, fn: Callable, controls: Mapping[str, W.ValueWidget]) -> None:
         self.fn = fn
         self.controls = dict(controls)
-        self.output = W.Output()
+        self.image = W.Image(format="png")
         self.values: dict = {}
         self.result = None
         self.figure = None
         self.calls = 0
-        super().__init__(children=[*self.controls.values(), self.output])
+        super().__init__(children=[*self.controls.values(), self.image])
         for widget in self.controls.values():
             widget.observe(self.update, names="value")
         self.update()
@@ -69,16 +69,14 @@ class InteractivePlot(W.VBox):
         """Call ``fn`` with the current values, show the figure it drew, close it."""
         self.values = {name: w.value for name, w in self.controls.items()}
         before = set(plt.get_fignums())
-        with self.output:
-            self.output.clear_output(wait=True)
-            self.result = self.fn(**self.values)
-            new = [plt.figure(n) for n in plt.get_fignums() if n not in before]
-            for fig in new:
-                # show inside the Output widget, then close, so that the figure is not shown
-                # a second time below the cell (outside IPython there is nowhere to show it)
-                if get_ipython() is not None:
-                    display(fig)
-                plt.close(fig)
+        self.result = self.fn(**self.values)
+        new = [plt.figure(n) for n in plt.get_fignums() if n not in before]
+        if new:
+            png = io.BytesIO()
+            new[-1].savefig(png, format="png", dpi=80, bbox_inches="tight")
+            self.image.value = png.getvalue()
+        for fig in new:
+            plt.close(fig)  # closed, so the inline backend does not show it again below the cell
         self.figure = new[-1] if new else None
         self.calls += 1
 

@@ -29,10 +29,13 @@ def test_interactive_plot_redraws_on_change():
     assert isinstance(w, W.VBox) and isinstance(w, InteractivePlot)
     assert seen == [(0.5, 6)]  # the initial state is drawn at once (IntSlider at mid-range)
     assert isinstance(w.controls["n"], W.IntSlider) and w.controls["n"].description == "n"
-    assert w.children[-1] is w.output and w.children[0] is slider
+    assert w.children[-1] is w.image and w.children[0] is slider
 
+    first_png = bytes(w.image.value)
+    assert first_png.startswith(b"\x89PNG")  # the figure is in the Image widget
     slider.value = 1.25
     assert seen[-1] == (1.25, 6) and w.calls == 2
+    assert bytes(w.image.value) != first_png
     assert w.values == {"a": 1.25, "n": 6} and w.result == 1.25 * 6
     assert w.figure.axes[0].get_title() == "slope 1.25"
     w.controls["n"].value = 3
