@@ -1,0 +1,350 @@
+"""Chapter 3 (ill-conditioning): course_lib.conditioning against closed forms, explicit
+Hessians and course_lib.optim.SGD, then every number the chapter notebook prints.
+
+The chapter's experiments are run here with the same module constants the notebook uses
+(``cond.TAYLOR_QUADRATIC``, ``cond.SWEEP_KAPPAS``, ``cond.FIG81``, ...).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from course_lib import conditioning as cond
+from course_lib.curvature import hessian_matrix, lanczos_eigenvalues
+from course_lib.landscapes import Quadratic, Rosenbrock, newton_path, run_optimizer
+from course_lib.models import mlp
+from course_lib.optim import SGD
+
+F64 = torch.float64
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """The notebook runs with one thread; so do we (restored afterwards)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+# ======================================================================================
+# Unit tests of the library functions
+# ======================================================================================
+def test_taylor_check_is_exact_on_a_quadratic():
+    J = Quadratic(condition_number=25, angle=0.3, scale=0.5, center=[0.2, -0.1])
+    theta = np.array([1.0, 0.7])
+    lrs = np.linspace(0, 0.2, 9)
+    tc = cond.taylor_check_landscape(J, lrs, theta)
+    # the reference: g and H written out by hand
+    g = J.grad(torch.tensor(theta)).numpy()
+    H = J.H.numpy()
+    gg, gHg = g @ g, g @ H @ g
+    assert tc.curvature.grad_norm_sq == pytest.approx(gg, rel=1e-12)
+    assert tc.curvature.gHg == pytest.approx(gHg, rel=1e-12)
+    np.testing.assert_allclose(tc.predicted, 0.5 * lrs**2 * gHg - lrs * gg, rtol=1e-12)
+    actual = [float(J(theta - e * g) - J(theta)) for e in lrs]
+    np.testing.assert_allclose(tc.actual, actual, rtol=1e-10, atol=1e-14)
+    np.testing.assert_allclose(tc.actual, tc.predicted, rtol=1e-9, atol=1e-13)
+    assert tc.optimal_lr == pytest.approx(gg / gHg, rel=1e-12)
+    assert tc.critical_lr == pytest.approx(2 * gg / gHg, rel=1e-12)
+    assert tc.max_relative_error < 1e-12
+
+
+def test_taylor_error_is_third_order_off_a_quadratic():
+    """On Rosenbrock the model error shrinks like ε³: halving ε divides it by ≈ 8."""
+    lrs = np.array([1e-4, 5e-5, 2.5e-5])
+    tc = cond.taylor_check_landscape(Rosenbrock(), lrs, [-1.0, 0.5])
+    err = np.abs(tc.actual - tc.predicted)
+    assert err[0] / err[1] == pytest.approx(8, rel=0.05)
+    assert err[1] / err[2] == pytest.approx(8, rel=0.05)
+
+
+def test_taylor_check_on_a_network_restores_the_parameters():
+    gen = torch.Generator().manual_seed(0)
+    model = mlp(3, (5,), 2, activation="tanh", generator=gen).double()
+    X = torch.randn(20, 3, generator=gen, dtype=F64)
+    y = torch.randint(0, 2, (20,), generator=gen)
+    before = [p.detach().clone() for p in model.parameters()]
+
+    def loss():
+        return torch.nn.functional.cross_entropy(model(X), y)
+
+    lrs = [0.0, 1e-3, 0.5]
+    tc = cond.taylor_check(loss, model, lrs)
+    for p, p0 in zip(model.parameters(), before):
+        assert torch.equal(p, p0)
+    # reference: the explicit Hessian and a manual step
+    H = hessian_matrix(loss, model)
+    g = torch.cat([t.reshape(-1) for t in torch.autograd.grad(loss(), list(model.parameters()))])
+    assert tc.curvature.gHg == pytest.approx(float(g @ H @ g), rel=1e-10)
+    flat0 = torch.nn.utils.parameters_to_vector(model.parameters()).detach()
+    with torch.no_grad():
+        torch.nn.utils.vector_to_parameters(flat0 - 0.5 * g, model.parameters())
+        J_step = float(loss())
+        torch.nn.utils.vector_to_parameters(flat0, model.parameters())
+        J0 = float(loss())
+    assert tc.actual[2] == pytest.approx(J_step - J0, rel=1e-12)
+    assert tc.actual[0] == 0.0 and tc.predicted[0] == 0.0
+    assert tc.actual[1] == pytest.approx(tc.predicted[1], rel=1e-3)  # small ε: model holds
+
+
+def test_gd_losses_matches_course_lib_sgd():
+    J = Quadratic(condition_number=30, dim=5, seed=2)
+    lrs = [0.01, 0.05, 0.066]  # the last just below 2/λ_max = 0.0667: a slow zigzag
+    out = cond.gd_losses(J, lrs, 40)
+    assert out.shape == (3, 41)
+    for row, lr in zip(out, lrs):
+        traj = run_optimizer(J, SGD, steps=40, lr=lr)
+        np.testing.assert_allclose(row, traj.losses, rtol=1e-10, atol=1e-14)
+    # the NumPy fast path of the Quadratic and the generic torch path agree
+    np.testing.assert_allclose(out, cond.gd_losses(J, lrs, 40, fast=False), rtol=1e-12)
+    # subsampling keeps t = 0, every, 2·every, ...
+    np.testing.assert_array_equal(cond.gd_losses(J, lrs, 40, every=10), out[:, ::10])
+
+
+def test_gd_losses_on_a_non_quadratic_landscape():
+    J = Rosenbrock()
+    out = cond.gd_losses(J, [1e-3], 25)
+    traj = run_optimizer(J, SGD, steps=25, lr=1e-3)
+    np.testing.assert_allclose(out[0], traj.losses, rtol=1e-10)
+
+
+@pytest.mark.parametrize("kwargs", [
+    dict(condition_number=10.0),                 # 2/λ_max = 0.2 < 1: bracket from below
+    dict(condition_number=10.0, scale=0.01),     # 2/λ_max = 20 > 1: bracket from above
+    dict(condition_number=300.0, dim=6, seed=1, scale=0.3),
+])
+def test_largest_stable_lr_is_two_over_lambda_max(kwargs):
+    J = Quadratic(**kwargs)
+    theory = 2 / float(J.eigenvalues.max())
+    steps = 500
+    measured = cond.largest_stable_lr(J, steps=steps, rel_tol=1e-4)
+    # Never more than rel_tol below the boundary.  Above it only by the slow-growth margin:
+    # with ε = (2/λ_max)(1 + δ) the top direction alone gives J_T ≥ ½λ_max c²(1 + 2δ)^(2T),
+    # which exceeds J₀ once δ > ln(J₀ / (½λ_max c²)) / (4T)  (c: θ₀'s top component).
+    lam, vecs = torch.linalg.eigh(J.H)
+    c = float(vecs[:, -1] @ (J.start - J.center))
+    J0 = float(J(J.start))
+    margin = math.log(J0 / (0.5 * float(lam[-1]) * c**2)) / (4 * steps)
+    assert -1e-4 <= measured / theory - 1 <= margin + 1e-4
+
+
+def test_iterations_to_tolerance_closed_form():
+    """Start on the flattest axis of a diagonal quadratic: the error is (1 − ε)^t exactly."""
+    kappa, tol = 50.0, 1e-3
+    J = Quadratic(condition_number=kappa)  # eigenvalues 1 and κ on the axes
+    lr = 1 / kappa
+    t = cond.iterations_to_tolerance(J, lr, tol, start=[1.0, 0.0])
+    assert t == math.ceil(math.log(tol) / math.log(1 - lr))
+    # diverging, or too few steps: None
+    assert cond.iterations_to_tolerance(J, 2.1 / kappa, tol) is None
+    assert cond.iterations_to_tolerance(J, lr, tol, max_steps=10) is None
+    # already there
+    assert cond.iterations_to_tolerance(J, lr, tol, start=[0.0, 0.0]) == 0
+
+
+def test_stability_wall_follows_the_top_eigenvalue():
+    ratios = np.array([0.9, 0.999, 1.001, 1.1])
+    wall = cond.stability_wall(kappas=(5, 50), ratios=ratios, steps=300)
+    assert wall.shape == (2, 4)
+    assert np.all(wall[:, :2] < 1) and np.all(wall[:, 2:] > 1)
+    # far above the limit the top direction dominates: growth (2r − 1)^(2T)
+    assert math.log(wall[1, 3]) == pytest.approx(600 * math.log(1.2), rel=0.05)
+
+
+def test_newton_cost():
+    c = cond.newton_cost(3)
+    assert c == (3, 9, 36, pytest.approx(18.0))
+    assert cond.newton_cost(1000, bytes_per_entry=8).memory_bytes == 8_000_000
+    # P² entries: as many as the explicit Hessian of a tiny model has
+    model = mlp(2, (3,), 2, generator=torch.Generator().manual_seed(0)).double()
+    X = torch.randn(4, 2, dtype=F64)
+    H = hessian_matrix(lambda: model(X).pow(2).sum(), model)
+    P = sum(p.numel() for p in model.parameters())
+    assert H.numel() == cond.newton_cost(P).hessian_entries
+
+
+def test_train_with_curvature_measures_the_right_quantities():
+    gen = torch.Generator().manual_seed(1)
+    X = torch.randn(40, 4, generator=gen, dtype=F64)
+    y = torch.randint(0, 3, (40,), generator=gen)
+    model = mlp(4, (6,), 3, activation="tanh", generator=gen).double()
+    loss_fn = torch.nn.CrossEntropyLoss()
+    H0 = hessian_matrix(lambda: loss_fn(model(X), y), model)
+    g0 = torch.cat([t.reshape(-1) for t in
+                    torch.autograd.grad(loss_fn(model(X), y), list(model.parameters()))])
+    log = cond.train_with_curvature(model, loss_fn, SGD(model.parameters(), lr=0.1), (X, y),
+                                    epochs=4, measure_every=2, batch_size=10)
+    np.testing.assert_array_equal(log.epoch, [0, 2, 4])
+    assert log.gHg[0] == pytest.approx(float(g0 @ H0 @ g0), rel=1e-10)
+    assert log.grad_norm[0] == pytest.approx(float(g0.norm()), rel=1e-12)
+    assert len(log.minibatch_grad_norm) == 4 * 4  # 4 epochs of 4 batches
+    with torch.no_grad():
+        assert log.loss[-1] == pytest.approx(float(loss_fn(model(X), y)), rel=1e-12)
+    assert log.n_params == sum(p.numel() for p in model.parameters()) and log.lr == 0.1
+    np.testing.assert_allclose(log.optimal_lr, log.grad_norm**2 / log.gHg)
+    np.testing.assert_allclose(log.second_to_first_order, 0.05 * log.gHg / log.grad_norm**2)
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: cond.gd_losses(Quadratic(), [-0.1], 5), "Invalid lrs"),
+    (lambda: cond.gd_losses(Quadratic(), [], 5), "Invalid lrs"),
+    (lambda: cond.gd_losses(Quadratic(), [float("nan")], 5), "Invalid lrs"),
+    (lambda: cond.gd_losses(Quadratic(), [0.1], 0), "Invalid steps: 0"),
+    (lambda: cond.gd_losses(Quadratic(), [0.1], 10, every=3), "Invalid every: 3"),
+    (lambda: cond.gd_losses("quadratic", [0.1], 10), "Invalid landscape"),
+    (lambda: cond.gd_losses(Quadratic(), [0.1], 10, start=[1.0, 2.0, 3.0]), "Invalid start"),
+    (lambda: cond.largest_stable_lr(Quadratic(), rel_tol=2.0), "Invalid rel_tol: 2.0"),
+    (lambda: cond.largest_stable_lr(Quadratic(), steps=1.5), "Invalid steps: 1.5"),
+    (lambda: cond.iterations_to_tolerance(Quadratic(), 0.0), "Invalid lr: 0.0"),
+    (lambda: cond.iterations_to_tolerance(Quadratic(), 0.1, tol=1.5), "Invalid tol: 1.5"),
+    (lambda: cond.conditioning_sweep(kappas=[10]), "Invalid kappas"),
+    (lambda: cond.conditioning_sweep(kappas=[0.5, 10]), "Invalid kappas"),
+    (lambda: cond.newton_cost(0), "Invalid n_params: 0"),
+    (lambda: cond.newton_cost(10, bytes_per_entry=0), "Invalid bytes_per_entry: 0"),
+    (lambda: cond.taylor_check(3.0, [], [0.1]), "Invalid loss"),
+    (lambda: cond.taylor_check(lambda: torch.zeros(()), [torch.zeros(2)], [0.1]),
+     "Invalid params"),
+    (lambda: cond.taylor_check_landscape(Quadratic(), [[0.1, 0.2]]), "Invalid lrs"),
+    (lambda: cond.train_with_curvature(mlp(2, (2,), 2), torch.nn.CrossEntropyLoss(), None,
+                                       (torch.zeros(4, 2), torch.zeros(4).long()), epochs=3,
+                                       measure_every=2), "Invalid measure_every: 2"),
+])
+def test_invalid_arguments(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()
+
+
+# ======================================================================================
+# The numbers of chapters/03_ill_conditioning.ipynb
+# ======================================================================================
+def test_chapter_taylor_model_on_the_quadratic():
+    J = Quadratic(**cond.TAYLOR_QUADRATIC)
+    tc = cond.taylor_check_landscape(J, cond.TAYLOR_LRS)
+    assert tc.curvature.grad_norm_sq == pytest.approx(256, rel=2e-3)
+    assert tc.curvature.gHg == pytest.approx(2.55e3, rel=2e-3)
+    assert tc.optimal_lr == pytest.approx(0.1, rel=5e-3)
+    assert tc.critical_lr == pytest.approx(0.2, rel=5e-3)
+    along = tc.curvature.gHg / tc.curvature.grad_norm_sq
+    assert along == pytest.approx(9.98, rel=1e-3)
+    assert 1.0 <= along <= 10.0  # a Rayleigh quotient lies between λ_min and λ_max
+    assert tc.max_relative_error < 1e-12
+    # where the measured change is negative (a helpful step), ε < 2ε*; beyond it, positive
+    assert np.all(tc.actual[(tc.lrs > 0) & (tc.lrs < tc.critical_lr * 0.999)] < 0)
+    assert np.all(tc.actual[tc.lrs > tc.critical_lr * 1.001] > 0)
+    assert tc.lrs[np.argmin(tc.actual)] == pytest.approx(tc.optimal_lr, abs=0.005)
+
+
+def test_chapter_stability_wall():
+    wall = cond.stability_wall()
+    below, above = cond.WALL_RATIOS < 1, cond.WALL_RATIOS >= 1.01
+    assert wall[:, below].max() == pytest.approx(0.00848, rel=1e-2)
+    assert wall[:, above].min() == pytest.approx(1.17e3, rel=1e-2)
+
+
+def test_chapter_trajectories_converge_below_and_diverge_above_the_limit():
+    J = Quadratic(**cond.TAYLOR_QUADRATIC)
+    lam_max = float(J.eigenvalues.max())
+    final = {r: run_optimizer(J, SGD, steps=30, lr=r / lam_max).losses[-1] for r in (0.5, 1.9, 2.1)}
+    J0 = float(J(J.start))
+    assert final[0.5] < 0.01 * J0 and final[1.9] < J0 and final[2.1] > 10 * J0
+
+
+@pytest.fixture(scope="module")
+def sweep():
+    return cond.conditioning_sweep()
+
+
+def test_chapter_sweep_stable_lr(sweep):
+    np.testing.assert_array_equal(sweep.kappas, cond.SWEEP_KAPPAS)
+    np.testing.assert_allclose(sweep.lambda_max, sweep.kappas, rtol=1e-12)
+    rel = sweep.stable_lr / sweep.stable_lr_theory - 1
+    assert np.all(rel >= -1e-4) and np.all(rel <= 5e-4)  # printed: +1.2e-4 … +2.1e-4
+    assert np.max(np.abs(rel)) == pytest.approx(2.1e-4, rel=0.1)
+
+
+def test_chapter_sweep_iterations_grow_linearly(sweep):
+    expected = [50, 103, 260, 522, 1046, 2618, 5238]  # as printed in the notebook
+    np.testing.assert_allclose(sweep.iterations, expected, atol=1)
+    assert sweep.slope() == pytest.approx(1.0, abs=0.03)  # printed: 1.01
+    assert np.all(sweep.iterations < sweep.iterations_theory)  # below the guide line
+    np.testing.assert_allclose(sweep.iterations / sweep.kappas, 5.2, rtol=0.05)
+
+
+def test_chapter_newton_one_step(sweep):
+    J = Quadratic(condition_number=1000, dim=cond.SWEEP_DIM, seed=cond.SWEEP_SEED)
+    path = newton_path(J, steps=1).path
+    theta_star = J.minimizers[0].numpy()
+    rel = np.linalg.norm(path[1] - theta_star) / np.linalg.norm(path[0] - theta_star)
+    assert rel < 1e-10
+    assert sweep.iterations[-1] > 5000  # what gradient descent needs on the same problem
+
+
+def test_chapter_newton_cost():
+    c = cond.newton_cost(15210)
+    assert c.hessian_entries == 15210**2 and c.memory_bytes / 1e9 == pytest.approx(0.925, rel=1e-3)
+    assert c.flops == pytest.approx(2.35e12, rel=2e-3)
+    P = sum(p.numel() for p in mlp(784, (1000, 1000), 10).parameters())
+    assert P == 1_796_010
+    c = cond.newton_cost(P)
+    assert c.memory_bytes / 1e12 == pytest.approx(12.9, rel=2e-3)
+    assert c.flops == pytest.approx(3.86e18, rel=2e-3)
+
+
+@pytest.fixture(scope="module")
+def fig81():
+    return cond.figure_8_1_run()
+
+
+def test_chapter_figure_8_1(fig81):
+    """The book's Figure 8.1: the loss falls, ‖g‖ does not shrink, gᵀHg grows > 10×."""
+    log = fig81.log
+    assert log.n_params == 15210 and len(fig81.train_data[0]) == 3200
+    assert len(log.epoch) == cond.FIG81["epochs"] // cond.FIG81["measure_every"] + 1
+    # the robust claims (the task's assertions)
+    assert log.loss[-1] < 0.6 * log.loss[0]
+    assert log.grad_norm[-1] >= log.grad_norm[0]
+    mb = log.minibatch_grad_norm
+    assert mb[-50:].mean() >= 2 * mb[:50].mean()
+    assert log.gHg[-1] / log.gHg[0] > 100  # "two orders of magnitude" (printed: x 207)
+    assert log.curvature_along_g[-1] / log.curvature_along_g[0] > 10
+    assert log.optimal_lr[0] / log.lr > 50 and log.optimal_lr[-1] / log.lr < 3
+    ratio = log.second_to_first_order
+    assert ratio[0] < 0.01 and ratio.max() < 1
+    # the printed values
+    assert log.loss[0] == pytest.approx(2.32, rel=0.01)
+    assert log.loss[-1] == pytest.approx(1.01, rel=0.05)
+    assert log.grad_norm[0] == pytest.approx(0.181, rel=0.02)
+    assert log.grad_norm[-1] == pytest.approx(0.472, rel=0.1)
+    assert mb[:50].mean() == pytest.approx(0.429, rel=0.05)
+    assert mb[-50:].mean() == pytest.approx(1.36, rel=0.1)
+    assert log.gHg[0] == pytest.approx(0.00436, rel=0.03)
+    assert log.gHg[-1] == pytest.approx(0.903, rel=0.15)
+    assert log.optimal_lr[0] == pytest.approx(7.52, rel=0.03)
+    assert log.optimal_lr[-1] == pytest.approx(0.247, rel=0.15)
+    assert ratio.max() == pytest.approx(0.373, rel=0.15)
+    assert ratio[0] == pytest.approx(0.00665, rel=0.03)
+    assert ratio[-1] == pytest.approx(0.202, rel=0.15)
+    assert log.curvature_along_g[0] == pytest.approx(0.133, rel=0.03)
+    assert log.curvature_along_g[-1] == pytest.approx(4.05, rel=0.15)
+
+
+def test_chapter_taylor_model_on_the_network(fig81):
+    eps_star = fig81.log.optimal_lr[-1]
+    tc = cond.taylor_check(fig81.loss, fig81.model, np.linspace(0, 3 * eps_star, 13))
+    assert tc.optimal_lr == pytest.approx(eps_star, rel=1e-4)
+    assert tc.max_relative_error == pytest.approx(0.11, rel=0.3)
+    assert tc.max_relative_error < 0.25
+    at_critical = tc.actual[np.argmin(np.abs(tc.lrs - tc.critical_lr))]
+    assert at_critical > 0 and at_critical == pytest.approx(0.0033, rel=0.3)
+    assert tc.actual[1:7].max() < 0  # steps up to 1.5 ε* lower the cost
+
+
+def test_chapter_network_hessian_is_indefinite(fig81):
+    ritz = lanczos_eigenvalues(fig81.loss, fig81.model, k=30,
+                               generator=torch.Generator().manual_seed(0))
+    assert ritz[0].item() < -0.05  # printed: -0.17
+    assert ritz[-1].item() == pytest.approx(7.5, rel=0.1)
