@@ -1,0 +1,381 @@
+r"""Cliffs and exploding gradients: a two-parameter recurrent network, and gradient clipping.
+
+The Deep Learning book (Goodfellow, Bengio & Courville, 2016, §8.2.4 and §10.11.1) explains
+cliffs as the result of multiplying many factors together, and shows them on a recurrent
+network.  We use the smallest such network (after Pascanu, Mikolov & Bengio, 2013, *On the
+difficulty of training recurrent neural networks*, ICML): one tanh unit, run for T steps,
+
+.. math::
+
+    h_t = \tanh(w\,h_{t-1} + b), \quad t = 1, \dots, T, \qquad
+    J(w, b) = \tfrac12 (h_T - y)^2 .
+
+Its gradient contains the product of T Jacobians ∂h_t/∂h_{t−1} = w(1 − h_t²); where the
+state sits on the unstable fixed point of the map h ↦ tanh(wh + b), each factor is larger
+than 1 and the slope grows geometrically with T: a wall in the (w, b) plane.
+
+Contents:
+
+- :class:`RNNCliff`: that cost as a :class:`~course_lib.landscapes.Landscape` (value,
+  hand-written gradient and Hessian by forward-mode recursions, the wall in closed form).
+- :func:`wall_slopes`, :func:`growth_factor`: the gradient norm on the wall for several T
+  (it explodes geometrically) and its growth factor per time step.
+- :func:`clip_gradient`, :func:`angle_between`: the two kinds of clipping, done by
+  ``torch.nn.utils.clip_grad_norm_`` / ``clip_grad_value_``, and what they do to g's
+  direction.
+- :func:`single_step`, :func:`compare_clipping`, :func:`step_lengths`,
+  :func:`catapult_census`: gradient descent with and without clipping from the same start
+  (through :func:`~course_lib.landscapes.run_optimizer`), one run or many;
+  :func:`threshold_sweep`: the same run for several clipping thresholds.
+- The settings of chapter 6 (``START``, ``LR``, ``MAX_NORM``, …, :func:`census_starts`), so
+  that the notebook and its tests use the same numbers.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from course_lib.landscapes import Landscape, Trajectory, run_optimizer
+from course_lib.optim import SGD
+
+__all__ = ["RNNCliff", "wall_slopes", "growth_factor", "clip_gradient", "angle_between",
+           "step_lengths", "single_step", "compare_clipping", "catapult_census", "threshold_sweep",
+           "census_starts"]
+
+
+def _check(name: str, value, ok: bool, expected: str) -> None:
+    if not ok:
+        raise ValueError(f"Invalid {name}: {value!r} (expected {expected})")
+
+
+def _is_int(x) -> bool:
+    return isinstance(x, (int, np.integer)) and not isinstance(x, bool)
+
+
+# ----------------------------------------------------------------------------------------
+# The landscape
+# ----------------------------------------------------------------------------------------
+class RNNCliff(Landscape):
+    r"""The squared error of a one-unit tanh RNN after T steps, as a function of θ = (w, b).
+
+    .. math::
+
+        h_t = \tanh(a_t), \quad a_t = w\,h_{t-1} + b \quad (t = 1..T), \qquad
+        J(w, b) = \tfrac12 (h_T - y)^2 .
+
+    Arguments and symbols: ``time_steps`` → T ≥ 1, ``h0`` → h₀ ∈ (−1, 1) the initial state,
+    ``target`` → y ∈ (−1, 1).
+
+    Derivatives (forward mode: carry ∂h_t/∂θ and ∂²h_t/∂θ² along with h_t).  With
+    s_t = 1 − h_t² = tanh′(a_t) and tanh″(a_t) = −2 h_t s_t:
+
+    .. math::
+
+        \frac{\partial a_t}{\partial w} = h_{t-1} + w \frac{\partial h_{t-1}}{\partial w},
+        \qquad \frac{\partial a_t}{\partial b} = 1 + w \frac{\partial h_{t-1}}{\partial b},
+        \qquad \nabla h_t = s_t \nabla a_t,
+
+        \nabla^2 h_t = s_t \nabla^2 a_t - 2 h_t s_t\, \nabla a_t \nabla a_t^\top, \quad
+        \nabla^2 a_t = \begin{pmatrix} 2\,\partial_w h_{t-1} + w\,\partial_{ww} h_{t-1} &
+        \partial_b h_{t-1} + w\,\partial_{wb} h_{t-1} \\ \cdot & w\,\partial_{bb} h_{t-1}
+        \end{pmatrix},
+
+    and ∇J = (h_T − y)∇h_T,  H = ∇h_T∇h_Tᵀ + (h_T − y)∇²h_T.
+
+    The wall.  Unrolling ∂a_t/∂b shows products of the factors w·s_k = ∂h_k/∂h_{k−1}.  If
+    b = b*(w) with
+
+    .. math::  b^*(w) = \operatorname{artanh}(h_0) - w\,h_0 ,
+
+    then h₀ is a fixed point of h ↦ tanh(wh + b): the state stays at h₀ for ever, and every
+    factor equals w(1 − h₀²).  When that is > 1 the fixed point is unstable, a tiny change of
+    (w, b) sends h_T to one of two far-apart stable states, and the slope on the line b*(w)
+    grows like [w(1 − h₀²)]^T: the cliff (see :meth:`wall_growth`).  For finite T the wall is
+    where h_T crosses 0 (:meth:`wall_b`), which tends to b*(w) as T grows.
+
+    The minimum J = 0 is attained on a whole curve (h_T = y), so ``minimizers`` is empty
+    and ``min_value`` is 0.
+    """
+
+    name = "one-unit RNN"
+    bounds = ((0.0, 4.0), (-2.0, 1.0))
+
+    def __init__(self, time_steps: int = 20, h0: float = 0.5, target: float = 0.7) -> None:
+        _check("time_steps", time_steps, _is_int(time_steps) and time_steps >= 1, "an int >= 1")
+        _check("h0", h0, -1 < h0 < 1, "a number in (-1, 1)")
+        _check("target", target, -1 < target < 1, "a number in (-1, 1)")
+        super().__init__()
+        self.time_steps, self.h0, self.target = int(time_steps), float(h0), float(target)
+        self.min_value = 0.0
+        self.start = torch.tensor([2.0, -0.7], dtype=torch.float64)  # on the shelf
+        self.name = f"one-unit RNN, T = {self.time_steps}"
+
+    # --- forward pass -----------------------------------------------------------------
+    def states(self, theta) -> torch.Tensor:
+        """h₀, h₁, …, h_T for θ of shape (..., 2); returns shape (T + 1, ...)."""
+        theta = torch.as_tensor(theta, dtype=torch.float64)
+        w, b = theta[..., 0], theta[..., 1]
+        h = torch.full_like(w, self.h0)
+        hs = [h]
+        for _ in range(self.time_steps):
+            h = torch.tanh(w * h + b)
+            hs.append(h)
+        return torch.stack(hs)
+
+    def value(self, theta):
+        w, b = theta[..., 0], theta[..., 1]
+        h = torch.full_like(w, self.h0)
+        for _ in range(self.time_steps):
+            h = torch.tanh(w * h + b)
+        return 0.5 * (h - self.target) ** 2
+
+    def _forward_mode(self, theta, second: bool):
+        """h_T, ∇h_T = (h_w, h_b) and, if ``second``, (h_ww, h_wb, h_bb)."""
+        w, b = theta[..., 0], theta[..., 1]
+        h = torch.full_like(w, self.h0)
+        zero = torch.zeros_like(w)
+        hw, hb, hww, hwb, hbb = zero, zero, zero, zero, zero  # h₀ does not depend on θ
+        for _ in range(self.time_steps):
+            aw, ab = h + w * hw, 1 + w * hb  # ∇a_t, from h_{t−1} and its derivatives
+            if second:
+                aww, awb, abb = 2 * hw + w * hww, hb + w * hwb, w * hbb
+            h = torch.tanh(w * h + b)
+            s = 1 - h**2  # tanh′(a_t)
+            if second:
+                c = -2 * h * s  # tanh″(a_t)
+                hww, hwb, hbb = s * aww + c * aw * aw, s * awb + c * aw * ab, s * abb + c * ab * ab
+            hw, hb = s * aw, s * ab
+        return h, (hw, hb), (hww, hwb, hbb)
+
+    def grad(self, theta):
+        h, (hw, hb), _ = self._forward_mode(theta, second=False)
+        r = h - self.target
+        return torch.stack([r * hw, r * hb], dim=-1)
+
+    def hessian(self, theta):
+        h, (hw, hb), (hww, hwb, hbb) = self._forward_mode(theta, second=True)
+        r = h - self.target
+        H_ww, H_wb, H_bb = hw * hw + r * hww, hw * hb + r * hwb, hb * hb + r * hbb
+        return torch.stack([torch.stack([H_ww, H_wb], dim=-1),
+                            torch.stack([H_wb, H_bb], dim=-1)], dim=-2)  # (..., 2, 2)
+
+    # --- the wall ---------------------------------------------------------------------
+    def wall_limit(self, w) -> np.ndarray | float:
+        """b*(w) = artanh(h₀) − w h₀: the wall as T → ∞ (h₀ is then a fixed point)."""
+        return math.atanh(self.h0) - np.asarray(w, dtype=float) * self.h0
+
+    def wall_growth(self, w: float) -> float:
+        """w(1 − h₀²): the factor by which the slope on the wall grows per time step."""
+        return float(w) * (1 - self.h0**2)
+
+    def wall_b(self, w: float, tol: float = 1e-13) -> float:
+        """The b at which h_T crosses 0 for this w (w > 0), found by bisection.
+
+        For w > 0, h_T is increasing in b (each step is an increasing function of b and of
+        h_{t−1}), so the crossing is unique; it lies in [−w − 20, w + 20] because there
+        |w h + b| > 19 for every |h| ≤ 1.
+        """
+        _check("w", w, w > 0, "a number > 0")
+        lo, hi = -w - 20.0, w + 20.0
+        while hi - lo > tol:
+            mid = 0.5 * (lo + hi)
+            h_T = self.states(torch.tensor([w, mid], dtype=torch.float64))[-1].item()
+            lo, hi = (lo, mid) if h_T > 0 else (mid, hi)
+        return 0.5 * (lo + hi)
+
+    def _repr_args(self):
+        return {"time_steps": self.time_steps, "h0": self.h0, "target": self.target}
+
+
+def wall_slopes(time_steps, w: float = 2.0, h0: float = 0.5, target: float = 0.7) -> np.ndarray:
+    r"""‖∇J‖ at the wall (where h_T = 0, see :meth:`RNNCliff.wall_b`) for each T.
+
+    Returns an array of the same length as ``time_steps``.  The slope grows like
+    [w(1 − h₀²)]^T (for the defaults 1.5^T); :func:`growth_factor` measures the factor.
+    """
+    time_steps = list(time_steps)
+    _check("time_steps", time_steps, len(time_steps) > 0 and all(
+        _is_int(T) and T >= 1 for T in time_steps), "a non-empty list of ints >= 1")
+    _check("w", w, w > 0, "a number > 0")
+    out = []
+    for T in time_steps:
+        J = RNNCliff(T, h0, target)
+        theta = torch.tensor([w, J.wall_b(w)], dtype=torch.float64)
+        out.append(J.grad(theta).norm().item())
+    return np.array(out)
+
+
+# ----------------------------------------------------------------------------------------
+# Clipping
+# ----------------------------------------------------------------------------------------
+def clip_gradient(g, max_norm: float | None = None, max_value: float | None = None) -> torch.Tensor:
+    r"""A clipped copy of the gradient g (which is left unchanged).
+
+    By norm (Pascanu et al., 2013): :math:`g \leftarrow g \cdot \min(1, c / \lVert g\rVert)`,
+    the direction is kept.  By value (Mikolov, 2012): each component is clamped to [−c, c],
+    which turns g towards the diagonal when its components differ.  Both are done by torch
+    (``clip_grad_norm_`` / ``clip_grad_value_``) on a copy; give exactly one of the two.
+    (torch's norm clipping divides by ‖g‖ + 10⁻⁶, so the clipped norm is c up to ~10⁻⁶ c/‖g‖.)
+    """
+    _check("max_norm", max_norm, max_norm is None or max_norm > 0, "None or a number > 0")
+    _check("max_value", max_value, max_value is None or max_value > 0, "None or a number > 0")
+    if (max_norm is None) == (max_value is None):
+        raise ValueError(f"Invalid max_norm={max_norm!r}, max_value={max_value!r} "
+                         "(expected exactly one of them)")
+    p = torch.nn.Parameter(torch.zeros_like(torch.as_tensor(g, dtype=torch.float64)))
+    p.grad = torch.as_tensor(g, dtype=torch.float64).detach().clone()
+    if max_norm is not None:
+        torch.nn.utils.clip_grad_norm_([p], max_norm)
+    else:
+        torch.nn.utils.clip_grad_value_([p], max_value)
+    return p.grad
+
+
+def angle_between(u, v) -> float:
+    """The angle between two non-zero vectors, in degrees (0 = same direction)."""
+    u = torch.as_tensor(u, dtype=torch.float64).reshape(-1)
+    v = torch.as_tensor(v, dtype=torch.float64).reshape(-1)
+    _check("u", u.tolist(), u.shape == v.shape and u.norm() > 0, "a non-zero vector shaped like v")
+    _check("v", v.tolist(), v.norm() > 0, "a non-zero vector")
+    cos = torch.dot(u, v) / (u.norm() * v.norm())
+    return math.degrees(math.acos(max(-1.0, min(1.0, cos.item()))))
+
+
+# ----------------------------------------------------------------------------------------
+# Gradient descent with and without clipping
+# ----------------------------------------------------------------------------------------
+def step_lengths(traj: Trajectory) -> np.ndarray:
+    """‖θ_{t+1} − θ_t‖ for each recorded update of a trajectory (length T)."""
+    return np.linalg.norm(np.diff(traj.path, axis=0), axis=1)
+
+
+def single_step(landscape: Landscape, theta, lr: float, max_norm: float | None = None,
+                max_value: float | None = None) -> dict:
+    """One step θ ← θ − ε·clip(g) (plain SGD, ``course_lib.optim.SGD``), measured.
+
+    Returns a dict with ``theta_before``, ``theta_after`` (arrays), ``loss_before``,
+    ``loss_after``, ``grad_norm`` (of g before clipping) and ``step_length`` ‖Δθ‖.
+    """
+    _check("lr", lr, lr > 0, "a number > 0")
+    traj = run_optimizer(landscape, SGD, theta, steps=1, lr=lr, clip_grad_norm=max_norm,
+                         clip_grad_value=max_value, max_loss=math.inf)
+    if traj.steps != 1:
+        raise FloatingPointError(f"the step from {theta!r} with lr={lr!r} left the finite numbers")
+    return {"theta_before": traj.path[0], "theta_after": traj.path[1],
+            "loss_before": float(traj.losses[0]), "loss_after": float(traj.losses[1]),
+            "grad_norm": float(traj.grad_norms[0]), "step_length": float(step_lengths(traj)[0])}
+
+
+def compare_clipping(landscape: Landscape, start, lr: float, steps: int,
+                     max_norm: float | None = None, max_value: float | None = None) -> dict:
+    """Gradient descent (``course_lib.optim.SGD``, learning rate ε = ``lr``) from the same
+    ``start``: without clipping, and with each clipping that is given.
+
+    Returns label → :class:`~course_lib.landscapes.Trajectory`, labels "no clipping",
+    "clip by norm (c = …)", "clip by value (c = …)".
+    """
+    _check("lr", lr, lr > 0, "a number > 0")
+    _check("steps", steps, _is_int(steps) and steps >= 1, "an int >= 1")
+    runs = {"no clipping": run_optimizer(landscape, SGD, start, steps, lr=lr,
+                                         max_loss=math.inf, name="no clipping")}
+    if max_norm is not None:
+        _check("max_norm", max_norm, max_norm > 0, "None or a number > 0")
+        label = f"clip by norm (c = {max_norm:g})"
+        runs[label] = run_optimizer(landscape, SGD, start, steps, lr=lr, clip_grad_norm=max_norm,
+                                    max_loss=math.inf, name=label)
+    if max_value is not None:
+        _check("max_value", max_value, max_value > 0, "None or a number > 0")
+        label = f"clip by value (c = {max_value:g})"
+        runs[label] = run_optimizer(landscape, SGD, start, steps, lr=lr,
+                                    clip_grad_value=max_value, max_loss=math.inf, name=label)
+    return runs
+
+
+def catapult_census(landscape: Landscape, starts, lrs, steps: int, max_norm: float,
+                    jump: float = 1.0, good_loss: float = 1e-2) -> dict:
+    """Run gradient descent from every start with every learning rate, with and without
+    clipping by norm, and count what happens.
+
+    A run is *catapulted* if one of its steps is longer than ``jump``; it *reached* the goal
+    if its final loss is below ``good_loss``.  Returns
+    ``{"no clipping": counts, "clip by norm": counts}`` with counts =
+    ``{"runs": n, "catapulted": k, "reached": m}``, and under ``"runs"`` the list of
+    ``(start, lr, label, max_step, final_loss)`` for every run.
+    """
+    starts = [tuple(float(v) for v in s) for s in starts]
+    lrs = [float(lr) for lr in lrs]
+    _check("starts", starts, len(starts) > 0, "a non-empty list of points")
+    _check("lrs", lrs, len(lrs) > 0 and all(lr > 0 for lr in lrs), "a non-empty list of numbers > 0")
+    _check("max_norm", max_norm, max_norm > 0, "a number > 0")
+    _check("jump", jump, jump > 0, "a number > 0")
+    counts = {key: {"runs": 0, "catapulted": 0, "reached": 0}
+              for key in ("no clipping", "clip by norm")}
+    records = []
+    for start in starts:
+        for lr in lrs:
+            runs = compare_clipping(landscape, start, lr, steps, max_norm=max_norm)
+            for key, traj in zip(counts, runs.values()):
+                longest = float(step_lengths(traj).max())
+                final = float(traj.losses[-1])
+                counts[key]["runs"] += 1
+                counts[key]["catapulted"] += int(longest > jump)
+                counts[key]["reached"] += int(final < good_loss)
+                records.append((start, lr, key, longest, final))
+    return {**counts, "runs": records}
+
+
+def threshold_sweep(landscape: Landscape, start, lr: float, steps: int, thresholds) -> dict:
+    """Gradient descent clipped by norm at each threshold c in ``thresholds``, same start.
+
+    Returns a dict of arrays, one entry per threshold: ``threshold``, ``max_step`` (the
+    longest step ‖θ_{t+1} − θ_t‖, at most εc) and ``final_loss``.
+    """
+    thresholds = [float(c) for c in thresholds]
+    _check("thresholds", thresholds, len(thresholds) > 0 and all(c > 0 for c in thresholds),
+           "a non-empty list of numbers > 0")
+    max_step, final = [], []
+    for c in thresholds:
+        traj = compare_clipping(landscape, start, lr, steps, max_norm=c)[f"clip by norm (c = {c:g})"]
+        max_step.append(float(step_lengths(traj).max()))
+        final.append(float(traj.losses[-1]))
+    return {"threshold": np.array(thresholds), "max_step": np.array(max_step),
+            "final_loss": np.array(final)}
+
+
+def growth_factor(time_steps, values) -> float:
+    """The factor per time step of a geometric growth: exp of the slope of a least-squares
+    line through (T, log value)."""
+    T = np.asarray(time_steps, dtype=float)
+    v = np.asarray(values, dtype=float)
+    _check("values", values, v.shape == T.shape and v.size >= 2 and bool(np.all(v > 0)),
+           "positive numbers, one per time step, at least two")
+    return float(np.exp(np.polyfit(T, np.log(v), 1)[0]))
+
+
+# ----------------------------------------------------------------------------------------
+# The settings of chapter 6 (the notebook and tests/test_ch06_cliffs.py both import them)
+# ----------------------------------------------------------------------------------------
+CHAPTER_T = 20                       # T of the landscape the optimizers run on
+WALL_W = 2.0                         # the w at which the wall's slope is measured against T
+WALL_TS = (10, 15, 20, 25, 30)       # the T's of that measurement
+NEAR_WALL = (1.5, -0.201)            # θ = (w, b) on the lower part of the wall's face
+START = (2.0, -0.7)                  # θ₀ on the high shelf, for the runs with and without clipping
+LR = 0.1                             # ε
+STEPS = 100
+MAX_NORM = 1.0                       # c for clipping by norm
+MAX_VALUE = 0.5                      # c for clipping by value
+THRESHOLDS = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0)  # c for the sweep
+CENSUS_WS = (1.8, 2.0, 2.2, 2.4)     # starts (w, b*(w) − 0.2): 0.2 below the wall, on the shelf
+CENSUS_DEPTH = 0.2
+CENSUS_LRS = (0.1, 0.2, 0.3, 0.5)
+ZOOM = ((1.2, 2.2), (-0.8, 0.2))     # a window around the runs
+WIDE = ((0.0, 14.0), (-2.0, 22.0))   # a window that shows where a catapulted run lands
+
+
+def census_starts(landscape: "RNNCliff | None" = None) -> list[tuple[float, float]]:
+    """The starts of the chapter's census: (w, b*(w) − ``CENSUS_DEPTH``) for w in
+    ``CENSUS_WS``."""
+    J = landscape if landscape is not None else RNNCliff(CHAPTER_T)
+    return [(w, float(J.wall_limit(w)) - CENSUS_DEPTH) for w in CENSUS_WS]
