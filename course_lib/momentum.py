@@ -1,0 +1,724 @@
+r"""Momentum and Nesterov's accelerated gradient (Deep Learning book §8.3.2–8.3.3): the
+experiments of chapter 10.
+
+The heavy ball (Polyak, 1964) keeps a *velocity* v, an exponentially decaying sum of past
+gradients; Nesterov's method (1983; in this form Sutskever et al., 2013) evaluates the
+gradient after a look-ahead step along v:
+
+.. math::
+
+    \text{heavy ball:}\quad v \leftarrow \alpha v - \epsilon \nabla J(\theta), \qquad
+    \text{Nesterov:}\quad v \leftarrow \alpha v - \epsilon \nabla J(\theta + \alpha v), \qquad
+    \theta \leftarrow \theta + v .
+
+torch (and :class:`course_lib.optim.SGD`) writes the same methods with a buffer
+b ← αb + g, θ ← θ − εb, and for Nesterov θ ← θ − ε(g + αb) on the look-ahead point
+φ = θ + αv.  This module holds both forms as small reference functions, and the measurements
+of the chapter:
+
+================================  ========================================================
+function                          what it does or measures
+================================  ========================================================
+:func:`canyon`                    the 2-D ill-conditioned quadratic of the chapter (λ_max = 1)
+:func:`velocity_form_path`        the lecture form (v ← αv − ε∇J(θ [+ αv]); θ ← θ + v)
+:func:`buffer_form_path`          torch's form (b ← αb + g; θ ← θ − εb or θ − ε(g + αb))
+:func:`compare_forms`             both forms, course_lib.optim.SGD and torch.optim.SGD
+:func:`terminal_velocity`         step length under a constant gradient → ε‖g‖/(1 − α)
+:func:`convergence_factor`        the asymptotic rate ρ per step on a quadratic (closed form)
+:func:`tuned_hyperparameters`     ε and α of the tuned GD, heavy ball and Nesterov
+:func:`conjugate_gradient`        conjugate gradients for H x = b (Hestenes & Stiefel, 1952)
+:func:`steps_to_accuracy`         steps until ‖θ_t − θ*‖ ≤ tol·‖θ₀ − θ*‖, any method
+:func:`rate_sweep`                those steps on quadratics of growing κ (≈ κ against ≈ √κ)
+:func:`explorer_figure`           the figure of the chapter's widget (α, ε, κ → paths)
+================================  ========================================================
+
+The chapter's settings are module constants (``FIG85``, ``TERMINAL_ALPHAS``, ``RATE_KAPPAS``,
+…), so the notebook and ``tests/test_ch10_momentum.py`` run the same experiments.
+
+References: Goodfellow, Bengio & Courville (2016), *Deep Learning*, §8.3.2–8.3.3 and
+Figure 8.5; Polyak (1964), *Some methods of speeding up the convergence of iteration
+methods*, USSR Comput. Math. & Math. Phys. 4(5); Nesterov (1983), *A method for solving the
+convex programming problem with convergence rate O(1/k²)*, Soviet Math. Dokl. 27;
+Sutskever, Martens, Dahl & Hinton (2013), *On the importance of initialization and momentum
+in deep learning*, ICML; Hestenes & Stiefel (1952), *Methods of conjugate gradients for
+solving linear systems*, J. Res. NBS 49(6); Nocedal & Wright (2006), *Numerical
+Optimization*, §5.1; Goh (2017), *Why momentum really works*, Distill.
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable, Iterator, NamedTuple
+
+import numpy as np
+import torch
+
+from course_lib.landscapes import Landscape, Quadratic, run_optimizer
+from course_lib.optim import SGD
+
+__all__ = [
+    "FIG85", "FORMS", "TERMINAL_ALPHAS", "TERMINAL_STEPS", "HEATMAP_KAPPA", "HEATMAP_ALPHAS",
+    "HEATMAP_LRS", "EXPLORER", "RATE_KAPPAS", "RATE_DIM", "RATE_TOL", "RATE_SPECTRUM", "METHODS",
+    "METHOD_LABELS",
+    "canyon", "LinearSlope", "VelocityPath", "velocity_form_path", "buffer_form_path",
+    "FormComparison", "compare_forms", "TerminalVelocity", "terminal_velocity",
+    "convergence_factor", "tuned_hyperparameters", "spectrum", "CGResult",
+    "conjugate_gradient", "error_norms", "steps_to_accuracy", "RateSweep", "rate_sweep",
+    "explorer_figure",
+]
+
+# ---- the chapter's settings (notebook and tests import these) ---------------------------
+#: the book's Figure 8.5: GD and heavy ball with the same ε on a narrow canyon (λ_max = 1)
+FIG85 = dict(condition_number=50.0, angle=-0.2, lr=1.7, momentum=0.5, steps=30)
+#: the two update forms are compared here, heavy ball and Nesterov
+FORMS = dict(lr=0.5, momentum=0.9, steps=200)
+TERMINAL_ALPHAS = (0.0, 0.5, 0.9, 0.99)  #: α of the constant-gradient runs
+TERMINAL_STEPS = 1000                    #: their length: α^T ≤ 0.99¹⁰⁰⁰ ≈ 4·10⁻⁵
+#: the map of the heavy ball's rate ρ over (α, ε) for one κ (λ_max = 1)
+HEATMAP_KAPPA = 100.0
+HEATMAP_ALPHAS = np.linspace(0.0, 0.99, 199)
+HEATMAP_LRS = np.linspace(0.01, 4.0, 200)
+#: the sweep: condition numbers, dimension, accuracy and spectrum of its quadratics
+RATE_KAPPAS = (10, 30, 100, 300, 1000, 3000, 10000)
+RATE_DIM = 1000
+RATE_TOL = 1e-6
+RATE_SPECTRUM = "chebyshev"
+#: the widget's start values
+EXPLORER = dict(condition_number=100.0, lr=1.0, momentum=0.7, steps=60)
+METHODS = ("gd", "heavy_ball", "nesterov", "cg")
+METHOD_LABELS = {"gd": "gradient descent", "heavy_ball": "heavy ball (Polyak)",
+                 "nesterov": "Nesterov", "cg": "conjugate gradients"}
+
+
+# ---- argument checks: ValueError naming the argument and the value -----------------------
+def _check_number(name: str, value, low: float = -math.inf, high: float = math.inf,
+                  low_open: bool = False, high_open: bool = False) -> float:
+    ok = isinstance(value, (int, float, np.floating, np.integer)) and not isinstance(value, bool)
+    if ok:
+        value = float(value)
+        ok = math.isfinite(value) and (value > low if low_open else value >= low) and (
+            value < high if high_open else value <= high)
+    if not ok:
+        lo, hi = "(" if low_open else "[", ")" if high_open else "]"
+        raise ValueError(f"Invalid {name}: {value!r} (expected a number in {lo}{low:g}, "
+                         f"{high:g}{hi})")
+    return value
+
+
+def _check_int(name: str, value, low: int = 1) -> int:
+    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < low:
+        raise ValueError(f"Invalid {name}: {value!r} (expected an int >= {low})")
+    return int(value)
+
+
+def _check_lr(lr) -> float:
+    return _check_number("lr", lr, 0.0, low_open=True)
+
+
+def _check_momentum(momentum) -> float:
+    return _check_number("momentum", momentum, 0.0, 1.0, high_open=True)
+
+
+def _check_method(method: str) -> str:
+    if method not in METHODS:
+        raise ValueError(f"Invalid method: {method!r} (expected one of {', '.join(METHODS)})")
+    return method
+
+
+# ----------------------------------------------------------------------------------------
+# 1. The chapter's landscapes
+# ----------------------------------------------------------------------------------------
+def canyon(condition_number: float = FIG85["condition_number"], angle: float = FIG85["angle"],
+           dim: int = 2) -> Quadratic:
+    r"""The quadratic ½θᵀHθ with eigenvalues from 1/κ to λ_max = 1, axes rotated by ``angle``.
+
+    A :class:`~course_lib.landscapes.Quadratic` with ``scale = 1/κ``, so that the largest
+    eigenvalue is 1 whatever κ is: a learning rate ε is then also ελ_max (gradient descent is
+    stable for ε < 2, the heavy ball for ε < 2(1 + α)).  For κ ≫ 1 it is a long, narrow
+    canyon, as in the Deep Learning book's Figure 8.5.
+    """
+    kappa = _check_number("condition_number", condition_number, 1.0)
+    return Quadratic(condition_number=kappa, angle=angle, dim=dim, scale=1.0 / kappa)
+
+
+class LinearSlope(Landscape):
+    r"""A plane J(θ) = cᵀθ: the gradient is the constant c everywhere (no minimum).
+
+    The setting of the Deep Learning book's terminal-velocity argument (§8.3.2): under a
+    constant gradient the heavy ball's steps grow to ε‖c‖/(1 − α).
+    """
+
+    name = "linear slope"
+    min_value = -math.inf
+
+    def __init__(self, slope=(1.0, 0.0)) -> None:
+        c = torch.as_tensor(np.asarray(slope, dtype=np.float64)).reshape(-1)
+        if c.numel() < 1 or not bool(torch.isfinite(c).all()):
+            raise ValueError(f"Invalid slope: {slope!r} (expected a non-empty vector of "
+                             "finite numbers)")
+        self.dim = c.numel()
+        super().__init__()
+        self.slope = c
+
+    def value(self, theta):
+        return theta @ self.slope.to(theta)
+
+    def grad(self, theta):
+        return self.slope.to(theta).expand(theta.shape)
+
+    def hessian(self, theta):
+        return torch.zeros(*theta.shape, self.dim, dtype=theta.dtype, device=theta.device)
+
+    def _repr_args(self):
+        return {"slope": self.slope.tolist()}
+
+
+# ----------------------------------------------------------------------------------------
+# 2. The two ways of writing momentum
+# ----------------------------------------------------------------------------------------
+def _velocity_iterates(grad: Callable, theta0, lr: float, momentum: float,
+                       nesterov: bool) -> Iterator[tuple]:
+    """Yield (θ_t, v_t) for t = 0, 1, … of the lecture form (v₀ = 0), forever.
+
+    Written with ``+``, ``-`` and ``*`` only, so θ may be a torch tensor or a NumPy array.
+    """
+    theta, v = theta0, 0 * theta0
+    yield theta, v
+    while True:
+        if nesterov:
+            g = grad(theta + momentum * v)  # the gradient after the look-ahead step αv
+        else:
+            g = grad(theta)
+        v = momentum * v - lr * g  # v ← αv − εg  (the velocity)
+        theta = theta + v          # θ ← θ + v
+        yield theta, v
+
+
+class VelocityPath(NamedTuple):
+    """The lecture form's record: ``theta`` (T + 1, n) the iterates θ_t, ``v`` (T + 1, n) the
+    velocities v_t (v₀ = 0), ``momentum`` α."""
+
+    theta: np.ndarray
+    v: np.ndarray
+    momentum: float
+
+    @property
+    def look_ahead(self) -> np.ndarray:
+        """(T + 1, n) the points θ_t + αv_t where Nesterov evaluates the gradient: the
+        parameters that torch's form of Nesterov stores."""
+        return self.theta + self.momentum * self.v
+
+
+def _theta0(theta0) -> torch.Tensor:
+    t = torch.as_tensor(np.asarray(theta0, dtype=np.float64)).reshape(-1)
+    if t.numel() == 0 or not bool(torch.isfinite(t).all()):
+        raise ValueError(f"Invalid theta0: {theta0!r} (expected a vector of finite numbers)")
+    return t
+
+
+def velocity_form_path(grad: Callable, theta0, lr: float, momentum: float, steps: int,
+                       nesterov: bool = False) -> VelocityPath:
+    r"""Momentum as the Deep Learning book writes it (Algorithms 8.2 and 8.3), from v₀ = 0:
+
+    .. math::
+
+        v \leftarrow \alpha v - \epsilon\, \nabla J(\theta)
+        \quad\text{(heavy ball)}\qquad\text{or}\qquad
+        v \leftarrow \alpha v - \epsilon\, \nabla J(\theta + \alpha v)
+        \quad\text{(Nesterov)}, \qquad \theta \leftarrow \theta + v .
+
+    Arguments and symbols: ``grad`` → θ ↦ ∇J(θ) (e.g. ``landscape.grad``), called with a
+    float64 tensor; ``theta0`` → θ₀; ``lr`` → ε; ``momentum`` → α ∈ [0, 1); ``steps`` → T.
+    """
+    if not callable(grad):
+        raise ValueError(f"Invalid grad: {grad!r} (expected a function θ ↦ ∇J(θ))")
+    lr, momentum = _check_lr(lr), _check_momentum(momentum)
+    steps = _check_int("steps", steps)
+    it = _velocity_iterates(grad, _theta0(theta0), lr, momentum, bool(nesterov))
+    thetas, vs = zip(*(next(it) for _ in range(steps + 1)))
+    return VelocityPath(torch.stack(thetas).numpy(), torch.stack(vs).numpy(), momentum)
+
+
+def buffer_form_path(grad: Callable, theta0, lr: float, momentum: float, steps: int,
+                     nesterov: bool = False) -> np.ndarray:
+    r"""Momentum as torch writes it (``torch.optim.SGD``, no dampening), from b₀ = 0:
+
+    .. math::
+
+        b \leftarrow \alpha b + g, \qquad
+        \theta \leftarrow \theta - \epsilon\, b \quad\text{(heavy ball)}\qquad\text{or}\qquad
+        \theta \leftarrow \theta - \epsilon\,(g + \alpha b) \quad\text{(Nesterov)},
+
+    with g = ∇J(θ) at the current parameters.  (torch starts with b₁ = g₁, which is what
+    b₀ = 0 gives.)  With a constant ε the heavy ball's θ_t equal the lecture form's, since
+    v = −εb; Nesterov's parameters are the lecture form's look-ahead points θ_t + αv_t.
+    Returns the (T + 1, n) iterates.
+    """
+    if not callable(grad):
+        raise ValueError(f"Invalid grad: {grad!r} (expected a function θ ↦ ∇J(θ))")
+    lr, momentum = _check_lr(lr), _check_momentum(momentum)
+    steps = _check_int("steps", steps)
+    theta = _theta0(theta0)
+    b = torch.zeros_like(theta)
+    path = [theta]
+    for _ in range(steps):
+        g = grad(theta)
+        b = momentum * b + g                       # b ← αb + g
+        d = g + momentum * b if nesterov else b    # the direction of the step
+        theta = theta - lr * d                     # θ ← θ − εd
+        path.append(theta)
+    return torch.stack(path).numpy()
+
+
+class FormComparison(NamedTuple):
+    r"""One method, four implementations, on one landscape (all (T + 1, n) iterates).
+
+    ``velocity`` the lecture form's parameters (θ_t for the heavy ball, the look-ahead
+    θ_t + αv_t for Nesterov, which is what the others store); ``buffer`` torch's form
+    (:func:`buffer_form_path`); ``course_sgd`` :class:`course_lib.optim.SGD`; ``torch_sgd``
+    ``torch.optim.SGD``, both run by :func:`~course_lib.landscapes.run_optimizer`.
+    """
+
+    velocity: np.ndarray
+    buffer: np.ndarray
+    course_sgd: np.ndarray
+    torch_sgd: np.ndarray
+
+    @property
+    def max_difference(self) -> float:
+        """The largest |difference| of any coordinate at any step between any two of them."""
+        paths = np.stack([self.velocity, self.buffer, self.course_sgd, self.torch_sgd])
+        return float(np.max(paths.max(axis=0) - paths.min(axis=0)))
+
+
+def compare_forms(landscape: Landscape, lr: float = FORMS["lr"],
+                  momentum: float = FORMS["momentum"], steps: int = FORMS["steps"],
+                  nesterov: bool = False, start=None) -> FormComparison:
+    """Run the heavy ball (or Nesterov) in its four implementations from ``start`` (default
+    ``landscape.start``), in float64.  The lecture and torch forms are the same method, so
+    every path agrees up to rounding (``max_difference`` ~ 10⁻¹⁵)."""
+    if not isinstance(landscape, Landscape):
+        raise ValueError(f"Invalid landscape: {landscape!r} (expected a Landscape)")
+    lr, momentum = _check_lr(lr), _check_momentum(momentum)
+    if nesterov and momentum == 0:
+        raise ValueError("Invalid momentum: 0.0 (Nesterov needs momentum > 0)")
+    theta0 = _theta0(landscape.start if start is None else start)
+    vel = velocity_form_path(landscape.grad, theta0, lr, momentum, steps, nesterov)
+    buf = buffer_form_path(landscape.grad, theta0, lr, momentum, steps, nesterov)
+    hyper = dict(lr=lr, momentum=momentum, nesterov=bool(nesterov))
+    ours = run_optimizer(landscape, SGD, theta0, steps, max_loss=math.inf, **hyper)
+    theirs = run_optimizer(landscape, torch.optim.SGD, theta0, steps, max_loss=math.inf,
+                           **hyper)
+    if ours.diverged or theirs.diverged:
+        raise ValueError(f"Invalid settings: lr={lr}, momentum={momentum} diverge on "
+                         f"{landscape!r}; compare the forms where the runs stay finite")
+    return FormComparison(vel.look_ahead if nesterov else vel.theta, buf, ours.path,
+                          theirs.path)
+
+
+class TerminalVelocity(NamedTuple):
+    r"""Heavy-ball steps under a constant gradient g, in units of a plain gradient step ε‖g‖.
+
+    ``step_lengths`` (T,) ‖θ_t − θ_{t−1}‖ / (ε‖g‖) for t = 1 … T, measured with
+    :class:`course_lib.optim.SGD`; ``theory`` (T,) (1 − α^t)/(1 − α), the geometric sum
+    1 + α + … + α^{t−1}; ``momentum`` α.
+    """
+
+    step_lengths: np.ndarray
+    theory: np.ndarray
+    momentum: float
+
+    @property
+    def terminal(self) -> float:
+        """1/(1 − α): the limit of the step length, the momentum's speed-up factor."""
+        return 1.0 / (1.0 - self.momentum)
+
+    @property
+    def measured_terminal(self) -> float:
+        """The last measured step length (→ 1/(1 − α) as T grows)."""
+        return float(self.step_lengths[-1])
+
+
+def terminal_velocity(momentum: float, steps: int = TERMINAL_STEPS, lr: float = 0.01,
+                      slope=(3.0, 4.0)) -> TerminalVelocity:
+    r"""Run :class:`course_lib.optim.SGD` with momentum α on the plane J(θ) = cᵀθ
+    (:class:`LinearSlope`, ``slope`` → c) from θ₀ = 0 for T = ``steps`` steps.
+
+    With g = c at every step the velocity is v_t = −ε(1 + α + … + α^{t−1})c, so each step
+    is (1 − α^t)/(1 − α) times a plain gradient step and tends to ε‖g‖/(1 − α) (Deep
+    Learning book, eq. 8.17): momentum α = 0.9 multiplies the step by 10.
+    """
+    momentum = _check_momentum(momentum)
+    steps, lr = _check_int("steps", steps), _check_lr(lr)
+    J = LinearSlope(slope)
+    traj = run_optimizer(J, SGD, torch.zeros(J.dim, dtype=torch.float64), steps,
+                         max_loss=math.inf, lr=lr, momentum=momentum)
+    lengths = np.linalg.norm(np.diff(traj.path, axis=0), axis=1) / (lr * float(J.slope.norm()))
+    t = np.arange(1, steps + 1)
+    return TerminalVelocity(lengths, (1.0 - momentum**t) / (1.0 - momentum), momentum)
+
+
+# ----------------------------------------------------------------------------------------
+# 3. Rates on a quadratic: closed forms
+# ----------------------------------------------------------------------------------------
+def convergence_factor(eigenvalues, lr, momentum=0.0, nesterov: bool = False):
+    r"""ρ, the factor by which the error shrinks per step in the long run, on a quadratic.
+
+    Along an eigenvector of H with eigenvalue λ both methods are a linear recursion of
+    order two in the error e_t = θ_t − θ*:
+
+    .. math::
+
+        \text{heavy ball:}\; e_{t+1} = (1 + \alpha - \epsilon\lambda)\, e_t - \alpha\, e_{t-1},
+        \qquad
+        \text{Nesterov:}\; e_{t+1} = (1 + \alpha)(1 - \epsilon\lambda)\, e_t
+                                    - \alpha (1 - \epsilon\lambda)\, e_{t-1},
+
+    so e_t is a combination of z₁ᵗ and z₂ᵗ, the roots of z² − s z + p = 0 (s and p the two
+    coefficients).  ρ is the largest |z| over both roots and all eigenvalues; the method
+    converges iff ρ < 1.  α = 0 gives gradient descent, ρ = max |1 − ελ|.
+
+    Arguments: ``eigenvalues`` (n,) of H; ``lr`` → ε and ``momentum`` → α, numbers or arrays
+    that broadcast against each other (the result has their broadcast shape, a float if
+    both are numbers).  For the tuned values of :func:`tuned_hyperparameters`: heavy ball
+    ρ = (√κ − 1)/(√κ + 1), Nesterov ρ = 1 − 1/√κ, gradient descent ρ = (κ − 1)/(κ + 1).
+    """
+    lam = np.asarray(eigenvalues, dtype=np.float64).reshape(-1)
+    if lam.size == 0 or not np.all(np.isfinite(lam)) or np.any(lam <= 0):
+        raise ValueError(f"Invalid eigenvalues: {eigenvalues!r} (expected positive numbers)")
+    eps, alpha = np.broadcast_arrays(np.asarray(lr, dtype=np.float64),
+                                     np.asarray(momentum, dtype=np.float64))
+    if not np.all(np.isfinite(eps)) or np.any(eps <= 0):
+        raise ValueError(f"Invalid lr: {lr!r} (expected numbers > 0)")
+    if not np.all(np.isfinite(alpha)) or np.any(alpha < 0) or np.any(alpha >= 1):
+        raise ValueError(f"Invalid momentum: {momentum!r} (expected numbers in [0, 1))")
+    e, a = eps[..., None], alpha[..., None]  # (..., 1) against lam (n,)
+    if nesterov:
+        s, p = (1 + a) * (1 - e * lam), a * (1 - e * lam)
+    else:
+        s, p = 1 + a - e * lam, a + 0 * lam
+    root = np.sqrt((s * s - 4 * p).astype(complex))
+    rho = np.maximum(np.abs((s + root) / 2), np.abs((s - root) / 2)).max(axis=-1)
+    return float(rho) if rho.ndim == 0 else rho
+
+
+def tuned_hyperparameters(method: str, lam_min: float, lam_max: float) -> dict:
+    r"""The classical tuned ε (``lr``) and α (``momentum``) for H with eigenvalues in
+    [λ_min, λ_max], κ = λ_max/λ_min:
+
+    - ``"gd"``: ε = 2/(λ_min + λ_max), α = 0 (the best fixed step; ρ = (κ − 1)/(κ + 1));
+    - ``"heavy_ball"``: ε = 4/(√λ_max + √λ_min)², α = ((√κ − 1)/(√κ + 1))² (Polyak, 1964;
+      ρ = (√κ − 1)/(√κ + 1), the best over all (ε, α));
+    - ``"nesterov"``: ε = 1/λ_max, α = (√κ − 1)/(√κ + 1) (Nesterov's constant momentum for
+      strongly convex functions; ρ = 1 − 1/√κ);
+    - ``"cg"``: no hyperparameters (an empty dict).
+    """
+    _check_method(method)
+    lo = _check_number("lam_min", lam_min, 0.0, low_open=True)
+    hi = _check_number("lam_max", lam_max, lo)
+    q = (math.sqrt(hi) - math.sqrt(lo)) / (math.sqrt(hi) + math.sqrt(lo))  # (√κ−1)/(√κ+1)
+    if method == "gd":
+        return dict(lr=2.0 / (lo + hi), momentum=0.0)
+    if method == "heavy_ball":
+        return dict(lr=4.0 / (math.sqrt(hi) + math.sqrt(lo)) ** 2, momentum=q * q)
+    if method == "nesterov":
+        return dict(lr=1.0 / hi, momentum=q)
+    return {}
+
+
+def spectrum(condition_number: float, dim: int, kind: str = RATE_SPECTRUM) -> np.ndarray:
+    r"""n eigenvalues in [1, κ], ascending, both ends included.
+
+    - ``"uniform"``: evenly spaced, as in :class:`~course_lib.landscapes.Quadratic`.
+    - ``"chebyshev"``: at the Chebyshev points 1 + (κ − 1)(1 − cos(πi/(n − 1)))/2, crowded
+      at both ends.  This is the spectrum on which the √κ bound of conjugate gradients is
+      sharp; on an evenly spaced one CG isolates the few smallest eigenvalues early and then
+      speeds up (it converges superlinearly).
+    """
+    kappa = _check_number("condition_number", condition_number, 1.0)
+    dim = _check_int("dim", dim, low=2)
+    if kind == "uniform":
+        return np.linspace(1.0, kappa, dim)
+    if kind == "chebyshev":
+        lam = 1.0 + (kappa - 1.0) * (1.0 - np.cos(np.pi * np.arange(dim) / (dim - 1))) / 2.0
+        lam[0], lam[-1] = 1.0, kappa  # exact ends despite rounding
+        return lam
+    raise ValueError(f"Invalid kind: {kind!r} (expected 'uniform' or 'chebyshev')")
+
+
+# ----------------------------------------------------------------------------------------
+# 4. Conjugate gradients
+# ----------------------------------------------------------------------------------------
+def _as_matvec(H):
+    """(matvec, H) for an (n, n) matrix, or an (n,) vector of eigenvalues (H diagonal);
+    H comes back as a float64 NumPy array."""
+    if isinstance(H, torch.Tensor):
+        H = H.detach().cpu().numpy()
+    H = np.asarray(H, dtype=np.float64)
+    if H.ndim == 1 and H.size > 0:
+        return (lambda x: H * x), H
+    if H.ndim == 2 and H.shape[0] == H.shape[1] and H.size > 0:
+        return (lambda x: H @ x), H
+    raise ValueError(f"Invalid H: shape {H.shape} (expected an (n, n) matrix or the (n,) "
+                     "eigenvalues of a diagonal one)")
+
+
+def _vector(name: str, x, n: int) -> np.ndarray:
+    if isinstance(x, torch.Tensor):
+        x = x.detach().cpu().numpy()
+    x = np.asarray(x, dtype=np.float64).reshape(-1)
+    if x.size != n or not np.all(np.isfinite(x)):
+        raise ValueError(f"Invalid {name}: {x.size} numbers (expected {n} finite ones)")
+    return x
+
+
+def _cg_iterates(matvec: Callable, b: np.ndarray, x0: np.ndarray) -> Iterator[tuple]:
+    """Yield (x_t, r_t), r_t = b − Hx_t, for t = 0, 1, …; stop when r_t = 0 exactly."""
+    x = x0.copy()
+    r = b - matvec(x)
+    p = r.copy()       # the first search direction: the steepest descent direction
+    rr = float(r @ r)
+    yield x, r
+    while rr > 0:
+        Hp = matvec(p)
+        pHp = float(p @ Hp)
+        if not pHp > 0:
+            raise ValueError(f"Invalid H: pᵀHp = {pHp:.3g} ≤ 0 (conjugate gradients needs "
+                             "H symmetric positive definite)")
+        step = rr / pHp              # exact line search along p
+        x = x + step * p
+        r = r - step * Hp
+        rr_new = float(r @ r)
+        p = r + (rr_new / rr) * p    # next direction: H-conjugate to all previous ones
+        rr = rr_new
+        yield x, r
+
+
+class CGResult(NamedTuple):
+    """``x`` the solution; ``iterations`` the steps taken; ``residual_norms``
+    (iterations + 1,) ‖b − Hx_t‖; ``converged`` whether ‖b − Hx‖ ≤ tol·‖b‖ was reached."""
+
+    x: np.ndarray
+    iterations: int
+    residual_norms: np.ndarray
+    converged: bool
+
+
+def conjugate_gradient(H, b, x0=None, tol: float = 1e-10, max_iter: int | None = None
+                       ) -> CGResult:
+    r"""Solve H x = b for a symmetric positive definite H by conjugate gradients, i.e.
+    minimise the quadratic ½xᵀHx − bᵀx (Hestenes & Stiefel, 1952; Nocedal & Wright, 2006,
+    Algorithm 5.2; Deep Learning book §8.6.2):
+
+    .. math::
+
+        r_0 = b - Hx_0,\; p_0 = r_0;\qquad
+        a_t = \frac{r_t^\top r_t}{p_t^\top H p_t},\;
+        x_{t+1} = x_t + a_t p_t,\; r_{t+1} = r_t - a_t H p_t,\;
+        p_{t+1} = r_{t+1} + \frac{r_{t+1}^\top r_{t+1}}{r_t^\top r_t}\, p_t .
+
+    Each direction is H-conjugate to the previous ones, so in exact arithmetic CG ends after
+    at most n steps; after t steps the error in the H-norm is at most
+    2((√κ − 1)/(√κ + 1))ᵗ times the initial one.
+
+    Arguments: ``H`` an (n, n) matrix or the (n,) eigenvalues of a diagonal one (NumPy or
+    torch); ``b`` (n,); ``x0`` the start (zeros by default); stop when
+    ‖b − Hx‖ ≤ ``tol``·‖b‖ or after ``max_iter`` steps (default 10n).  Returns NumPy arrays.
+    """
+    matvec, H = _as_matvec(H)
+    n = len(H)
+    b = _vector("b", b, n)
+    x0 = np.zeros(n) if x0 is None else _vector("x0", x0, n)
+    tol = _check_number("tol", tol, 0.0)
+    max_iter = 10 * n if max_iter is None else _check_int("max_iter", max_iter, low=0)
+    target = tol * float(np.linalg.norm(b))
+    norms = []
+    for t, (x, r) in enumerate(_cg_iterates(matvec, b, x0)):
+        norms.append(float(np.linalg.norm(r)))
+        if norms[-1] <= target or t == max_iter:
+            break
+    return CGResult(x, t, np.array(norms), norms[-1] <= target)
+
+
+# ----------------------------------------------------------------------------------------
+# 5. Steps to a fixed accuracy, and the sweep over κ
+# ----------------------------------------------------------------------------------------
+def _error_iterates(method: str, H, e0, lr, momentum) -> tuple[Iterator[np.ndarray], int]:
+    """Errors e_t = θ_t − θ* of ``method`` on J(θ) = ½(θ − θ*)ᵀH(θ − θ*), t = 0, 1, ….
+
+    Every method here only ever uses H through products Hx (∇J = He), so it commutes with a
+    rotation of the axes: run in the eigenbasis (H given by its eigenvalues) it gives the
+    same ‖e_t‖ as in any rotated basis.
+    """
+    _check_method(method)
+    matvec, H = _as_matvec(H)
+    n = len(H)
+    e0 = _vector("e0", e0, n)
+    if method == "cg":  # minimise ½eᵀHe: solve He = 0 from e₀
+        return (x for x, _ in _cg_iterates(matvec, np.zeros(n), e0)), n
+    if lr is None or momentum is None:
+        lam = H if H.ndim == 1 else np.linalg.eigvalsh(H)
+        tuned = tuned_hyperparameters(method, float(lam.min()), float(lam.max()))
+        lr = tuned["lr"] if lr is None else lr
+        momentum = tuned["momentum"] if momentum is None else momentum
+    lr, momentum = _check_lr(lr), _check_momentum(momentum)
+    if method == "gd" and momentum != 0:
+        raise ValueError(f"Invalid momentum: {momentum!r} (gradient descent has none)")
+    its = _velocity_iterates(matvec, e0, lr, momentum, nesterov=(method == "nesterov"))
+    return (e for e, _ in its), n
+
+
+def error_norms(method: str, H, e0, steps: int, lr: float | None = None,
+                momentum: float | None = None) -> np.ndarray:
+    r"""‖θ_t − θ*‖ for t = 0 … T on the quadratic ½(θ − θ*)ᵀH(θ − θ*) from θ₀ − θ* = ``e0``.
+
+    ``method`` one of :data:`METHODS`: ``"gd"``, ``"heavy_ball"``, ``"nesterov"`` (the
+    lecture forms of :func:`velocity_form_path`) or ``"cg"``; ``H`` an (n, n) matrix or the
+    (n,) eigenvalues of a diagonal one; ``lr`` → ε and ``momentum`` → α default to
+    :func:`tuned_hyperparameters`.  CG ends early if it hits the solution exactly.
+    """
+    steps = _check_int("steps", steps, low=0)
+    it, _ = _error_iterates(method, H, e0, lr, momentum)
+    out = []
+    for t, e in enumerate(it):
+        out.append(float(np.linalg.norm(e)))
+        if t == steps:
+            break
+    return np.array(out)
+
+
+def steps_to_accuracy(method: str, H, e0, tol: float = RATE_TOL, max_steps: int = 1_000_000,
+                      lr: float | None = None, momentum: float | None = None) -> int | None:
+    r"""The first t with ‖θ_t − θ*‖ ≤ tol·‖θ₀ − θ*‖ (arguments as in :func:`error_norms`).
+
+    Returns None if that does not happen within ``max_steps`` steps or the run diverges.
+    """
+    tol = _check_number("tol", tol, 0.0, 1.0, low_open=True, high_open=True)
+    max_steps = _check_int("max_steps", max_steps)
+    it, _ = _error_iterates(method, H, e0, lr, momentum)
+    with np.errstate(over="ignore", invalid="ignore"):  # a diverging run ends as None
+        return _first_below(it, tol, max_steps)
+
+
+def _first_below(it: Iterator[np.ndarray], tol: float, max_steps: int) -> int | None:
+    """The first t with ‖e_t‖ ≤ tol·‖e₀‖ along the errors ``it``; None past max_steps or
+    once ‖e_t‖ is not finite."""
+    target = None
+    for t, e in enumerate(it):
+        sq = float(e @ e)
+        if target is None:
+            target = tol * tol * sq  # compare squared norms: no square root per step
+            if target == 0:
+                return 0
+        elif sq <= target:
+            return t
+        elif not math.isfinite(sq) or t >= max_steps:
+            return None
+    return None
+
+
+class RateSweep(NamedTuple):
+    r"""Steps to accuracy ``tol`` on quadratics of growing κ (NumPy arrays, one entry per κ).
+
+    ``kappas``; ``steps`` method → measured steps (:func:`steps_to_accuracy`);
+    ``predicted`` method → ln(1/tol)/(−ln ρ) with ρ from :func:`convergence_factor` (for CG
+    the textbook bound ln(2√κ/tol)/(−ln ρ), ρ = (√κ − 1)/(√κ + 1)); ``dim``; ``tol``;
+    ``kind`` the spectrum.
+    """
+
+    kappas: np.ndarray
+    steps: dict
+    predicted: dict
+    dim: int
+    tol: float
+    kind: str
+
+    def slope(self, method: str) -> float:
+        """Least-squares slope of log(steps) against log(κ): 1 for ∝ κ, 0.5 for ∝ √κ."""
+        return float(np.polyfit(np.log(self.kappas), np.log(self.steps[method]), 1)[0])
+
+    def slopes(self) -> dict:
+        """method → :meth:`slope`."""
+        return {m: self.slope(m) for m in self.steps}
+
+
+def rate_sweep(kappas=RATE_KAPPAS, dim: int = RATE_DIM, tol: float = RATE_TOL,
+               kind: str = RATE_SPECTRUM, methods=METHODS) -> RateSweep:
+    r"""For each κ: the steps each method needs to shrink the error by ``tol``.
+
+    The quadratic has H = diag(:func:`spectrum` (κ, dim, kind)) (eigenvalues in [1, κ]; a
+    rotation would change no count, see :func:`steps_to_accuracy`), θ* = 0 and θ₀ = (1, …, 1),
+    the same error along every eigenvector.  GD, heavy ball and Nesterov use
+    :func:`tuned_hyperparameters`.  Theory: GD needs ≈ (κ/2) ln(1/tol) steps, the heavy ball
+    ≈ (√κ/2) ln(1/tol), Nesterov ≈ √κ ln(1/tol), CG at most ≈ (√κ/2) ln(2√κ/tol).
+    """
+    kappas = np.asarray(kappas, dtype=np.float64)
+    if kappas.ndim != 1 or kappas.size < 2 or not np.all(np.isfinite(kappas)) or np.any(
+            kappas < 1):
+        raise ValueError(f"Invalid kappas: {kappas.tolist()!r} (expected at least two "
+                         "condition numbers >= 1)")
+    methods = tuple(_check_method(m) for m in methods)
+    tol = _check_number("tol", tol, 0.0, 1.0, low_open=True, high_open=True)
+    steps = {m: [] for m in methods}
+    predicted = {m: [] for m in methods}
+    e0 = np.ones(_check_int("dim", dim, low=2))
+    for kappa in kappas:
+        lam = spectrum(float(kappa), dim, kind)
+        for m in methods:
+            t = steps_to_accuracy(m, lam, e0, tol)
+            steps[m].append(np.nan if t is None else t)
+            q = (math.sqrt(kappa) - 1) / (math.sqrt(kappa) + 1)
+            if m == "cg":
+                predicted[m].append(math.log(2 * math.sqrt(kappa) / tol) / -math.log(q))
+            else:
+                rho = convergence_factor(lam, **tuned_hyperparameters(m, 1.0, float(kappa)),
+                                         nesterov=(m == "nesterov"))
+                predicted[m].append(math.log(1 / tol) / -math.log(rho))
+    return RateSweep(kappas, {m: np.array(v) for m, v in steps.items()},
+                     {m: np.array(v) for m, v in predicted.items()}, dim, tol, kind)
+
+
+# ----------------------------------------------------------------------------------------
+# 6. The figure of the chapter's widget
+# ----------------------------------------------------------------------------------------
+def explorer_figure(condition_number: float = EXPLORER["condition_number"],
+                    lr: float = EXPLORER["lr"], momentum: float = EXPLORER["momentum"],
+                    steps: int = EXPLORER["steps"], angle: float = FIG85["angle"]):
+    r"""Gradient descent, heavy ball and Nesterov with the same ε (and α) on :func:`canyon`
+    (κ): paths on the contours (left) and J(θ_t) on a log scale (right), each with a dotted
+    line of the predicted slope ρ^{2t} (J is quadratic in the error) through its last point.
+    The title gives each method's ρ (:func:`convergence_factor`) and the best possible
+    (√κ − 1)/(√κ + 1).
+
+    Meant for :func:`course_lib.widgets.interactive_plot`, in the spirit of Goh (2017).
+    Returns the dict label → :class:`~course_lib.landscapes.Trajectory`.
+    """
+    import matplotlib.pyplot as plt
+
+    from course_lib.plots import plot_losses, plot_trajectories
+
+    lr, momentum = _check_lr(lr), _check_momentum(momentum)
+    J = canyon(condition_number, angle)
+    lam = J.eigenvalues.numpy()
+    settings = {"gradient descent": (0.0, False), "heavy ball": (momentum, False),
+                "Nesterov": (momentum, True)}
+    runs, rhos = {}, {}
+    for label, (alpha, nesterov) in settings.items():
+        nesterov = nesterov and alpha > 0  # Nesterov with α = 0 is gradient descent
+        runs[label] = run_optimizer(J, SGD, steps=steps, lr=lr, momentum=alpha,
+                                    nesterov=nesterov)
+        rhos[label] = convergence_factor(lam, lr, alpha, nesterov=nesterov)
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
+    plot_trajectories(J, runs, ax=ax1, title=rf"$\kappa$ = {J.condition_number:.3g}, "
+                      rf"$\epsilon$ = {lr:.3g}, $\alpha$ = {momentum:.3g}")
+    plot_losses(runs, ax=ax2, y_label=r"$J(\theta_t) - J^*$")
+    for i, (label, rho) in enumerate(rhos.items()):
+        losses = runs[label].losses
+        if rho < 1 and not runs[label].diverged and losses[-1] > 0:
+            t = np.arange(len(losses))  # the slope ρ² per step, through the last point
+            ax2.plot(t, losses[-1] * rho ** (2.0 * (t - t[-1])), ls=":", lw=1, color=f"C{i}")
+    ax2.set_ylim(max(1e-16, ax2.get_ylim()[0]), None)
+    best = (math.sqrt(J.condition_number) - 1) / (math.sqrt(J.condition_number) + 1)
+    ax2.set_title("rate ρ per step: " + ", ".join(f"{k} {v:.3g}" for k, v in rhos.items())
+                  + f"\n(best possible {best:.3g}; dotted: slope $\\rho^{{2t}}$)", fontsize=9)
+    fig.tight_layout()
+    return runs
