@@ -1,0 +1,442 @@
+"""THE training loop of the course: one function for every chapter, on CPU and GPU alike.
+
+    hist = train(model, loss_fn, optimizer, (X, y), epochs=10, val_data=(X_val, y_val))
+
+Contract
+* A *step* t (counted from 1) is one minibatch: J = loss_fn(model(X), y), backward, optional
+  clipping, ``optimizer.step()``, then ``scheduler.step()`` if scheduler_interval="step".
+  loss_fn must average over the minibatch (torch's default reduction="mean").
+* Data: a tuple of tensors (X, y) is moved to the device once; each epoch draws a permutation
+  from a torch.Generator seeded with `seed` and cuts it into minibatches (the last may be
+  smaller).  Anything else is taken as an iterable of (X, y) batches (a DataLoader), as given.
+* History: ``hist.steps`` (step, epoch, loss, grad_norm, lr) per step and ``hist.epochs``
+  (epoch, step, train_loss, train_accuracy, val_loss, val_accuracy) per epoch, as lists
+  (``hist.to_numpy()`` for arrays); ``hist.evals`` holds every validation (each epoch, and every
+  `eval_every` steps).  grad_norm is ‖g‖₂ over all parameters *before* clipping; lr is the ε
+  of parameter group 0 used for that step; train_loss is the mean of the epoch's minibatch
+  losses, train_accuracy the fraction of its examples classified right while training.
+  Missing values are nan.  Epochs cut short by max_steps are not recorded.
+* Determinism: on the CPU two identical calls give bit-identical parameters and history (a fresh
+  run also seeds torch's global RNG, which dropout uses, with `seed`).
+* Divergence: loss and gradient norm are checked before every update (one host sync per step,
+  the same one torch's GradScaler makes); if either is nan/inf no update is made and
+  TrainingDiverged is raised: the parameters are the last finite ones, ``err.history`` the records.
+* Checkpoints (every `checkpoint_every` steps and at the end) hold everything the loop needs;
+  ``resume=True`` continues bit-identically from one.  With a DataLoader this holds when its
+  batches draw nothing from torch's global RNG beyond its shuffling (no random augmentation).
+* amp=True: float16 autocast + GradScaler on CUDA; elsewhere a warning and float32, so the same
+  notebook runs on a laptop.
+"""
+from __future__ import annotations
+
+import contextlib
+import copy
+import math
+import os
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from course_lib.utils import get_device
+
+METRICS = ("accuracy",)
+_MONITORS = ("val_loss", "val_accuracy", "train_loss", "train_accuracy")
+_BAR_FORMAT = "{desc} {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt}"  # no rates, no times
+
+
+class TrainingDiverged(FloatingPointError):
+    """The loss or gradient norm became nan/inf; no update was made. ``.history``: the records."""
+
+    def __init__(self, message: str, history: "History"):
+        super().__init__(message)
+        self.history = history
+
+
+@dataclass
+class EarlyStopping:
+    """Stop when `monitor` has not improved by more than `min_delta` for `patience` epochs."""
+    patience: int = 5
+    monitor: str = "val_loss"
+    mode: str = "min"
+    min_delta: float = 0.0
+    restore_best: bool = True  # end with the parameters of the best epoch
+
+    def __post_init__(self):
+        _check("patience", self.patience, _is_int(self.patience) and self.patience >= 1, "an int >= 1")
+        _check("monitor", self.monitor, self.monitor in _MONITORS, f"one of {_MONITORS}")
+        _check("mode", self.mode, self.mode in ("min", "max"), "'min' or 'max'")
+        _check("min_delta", self.min_delta, self.min_delta >= 0, ">= 0")
+
+    def improved(self, value: float, best: float | None) -> bool:
+        if best is None:
+            return True
+        return value < best - self.min_delta if self.mode == "min" else value > best + self.min_delta
+
+
+class History:
+    """What happened during training, as dicts of lists (field names are part of the API)."""
+    STEP_FIELDS = ("step", "epoch", "loss", "grad_norm", "lr")
+    EPOCH_FIELDS = ("epoch", "step", "train_loss", "train_accuracy", "val_loss", "val_accuracy")
+    EVAL_FIELDS = ("step", "epoch", "val_loss", "val_accuracy")
+
+    def __init__(self):
+        self.steps = {k: [] for k in self.STEP_FIELDS}
+        self.epochs = {k: [] for k in self.EPOCH_FIELDS}
+        self.evals = {k: [] for k in self.EVAL_FIELDS}
+        self.best_epoch: int | None = None
+        self.stopped_early = False
+        self.stop_reason = ""
+
+    @staticmethod
+    def _add(table: dict, **row):
+        for k, v in row.items():
+            table[k].append(v)
+
+    def to_numpy(self) -> dict:
+        """{"steps": {field: array}, "epochs": {...}, "evals": {...}}."""
+        return {name: {k: np.asarray(v) for k, v in getattr(self, name).items()}
+                for name in ("steps", "epochs", "evals")}
+
+    def state_dict(self) -> dict:
+        return copy.deepcopy(self.__dict__)
+
+    def load_state_dict(self, state: dict):
+        self.__dict__.update(copy.deepcopy(state))
+
+    def __repr__(self):
+        n, e = len(self.steps["step"]), len(self.epochs["epoch"])
+        return f"History({n} steps, {e} epochs, best_epoch={self.best_epoch}, {self.stop_reason!r})"
+
+
+def _is_int(x) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def _check(name: str, value, ok: bool, expected: str):
+    if not ok:
+        raise ValueError(f"Invalid {name}: {value!r} (expected {expected})")
+
+
+def _prepare(data, name: str, device: torch.device):
+    """A tuple (X, y) of tensors, validated and moved to `device`; any other iterable as is."""
+    if isinstance(data, (tuple, list)) and len(data) == 2 and all(torch.is_tensor(t) for t in data):
+        X, y = data
+        _check(name, f"X with {len(X)} rows, y with {len(y)}", len(X) == len(y),
+               "as many rows in X as in y")
+        _check(name, "an empty dataset", len(X) > 0, "at least one example")
+        return X.to(device), y.to(device)
+    _check(name, type(data).__name__, hasattr(data, "__iter__"),
+           "a tuple (X, y) of tensors or a DataLoader")
+    _check(name, "an empty DataLoader", not hasattr(data, "__len__") or len(data) > 0,
+           "at least one batch")
+    return data
+
+
+def _epoch_batches(data, batch_size: int, shuffle: bool, gen: torch.Generator, skip: int = 0):
+    """The minibatches of one epoch from batch number `skip` on; the order is drawn now."""
+    if isinstance(data, tuple):
+        X, y = data
+        order = torch.randperm(len(X), generator=gen) if shuffle else torch.arange(len(X))
+        return ((X[i], y[i]) for i in order.to(X.device).split(batch_size)[skip:])
+    batches = iter(data)  # a DataLoader shuffles by itself
+    for _ in range(skip):  # now, not lazily: the loader draws its shuffling seed on the first batch
+        next(batches, None)
+    return batches
+
+
+def _predict(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """The predicted class, shaped like y: argmax of scores (N, C), or [logit > 0] for one logit."""
+    if out.ndim > 1 and out.shape[-1] > 1:
+        return out.argmax(-1)
+    return (out.reshape(y.shape) > 0).to(y.dtype)
+
+
+def _rng_state(gen: torch.Generator, device: torch.device) -> dict:
+    cuda = torch.cuda.get_rng_state_all() if device.type == "cuda" else []
+    return {"batch_order": gen.get_state(), "torch": torch.get_rng_state(), "cuda": cuda}
+
+
+def _set_rng_state(gen: torch.Generator, state: dict):
+    gen.set_state(state["batch_order"])
+    torch.set_rng_state(state["torch"])
+    if state["cuda"]:
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+@torch.no_grad()
+def evaluate(model, loss_fn, data, *, batch_size: int = 1024, metrics=METRICS, device=None) -> dict:
+    """{"loss": mean loss, "accuracy": fraction right} of `model` on `data`, in eval mode.
+
+    The model's train/eval mode is restored afterwards; `device` defaults to the model's.
+    """
+    _check("batch_size", batch_size, _is_int(batch_size) and batch_size >= 1, "an int >= 1")
+    _check("metrics", tuple(metrics), set(metrics) <= set(METRICS), f"a subset of {METRICS}")
+    if device is None:  # where the model is
+        first = next(model.parameters(), None)
+        device = first.device if first is not None else "cpu"
+    device = get_device(device)
+    data = _prepare(data, "data", device)
+    if isinstance(data, tuple):
+        data = zip(data[0].split(batch_size), data[1].split(batch_size))
+    was_training = model.training
+    model.eval()
+    loss_sum, correct, n = torch.zeros((), device=device), torch.zeros((), device=device), 0
+    try:
+        for X, y in data:
+            X, y = X.to(device), y.to(device)
+            out = model(X)
+            loss_sum += loss_fn(out, y).float() * len(y)  # loss_fn averages: undo it
+            correct += (_predict(out, y) == y).sum()
+            n += len(y)
+    finally:
+        model.train(was_training)
+    result = {"loss": loss_sum.item() / n}
+    if "accuracy" in metrics:
+        result["accuracy"] = correct.item() / n
+    return result
+
+
+def train(model, loss_fn, optimizer, train_data, *, epochs=1, max_steps=None, batch_size=64,
+          val_data=None, scheduler=None, scheduler_interval="step", clip_grad_norm=None,
+          clip_grad_value=None, early_stopping=None, metrics=METRICS, device=None, amp=False,
+          seed=0, shuffle=True, progress=False, eval_every=None, checkpoint_path=None,
+          checkpoint_every=None, resume=False, overwrite=False) -> History:
+    """Train `model` in place; return its History.  The contract is in the module docstring.
+
+    train_data, val_data  (X, y) tensors, or a DataLoader of (X, y) batches
+    epochs, max_steps     passes over train_data, and an optional cap on the number of steps
+    scheduler             stepped after every step, or every epoch (scheduler_interval="epoch");
+                          ReduceLROnPlateau: every epoch, with val_loss (train_loss without val_data)
+    clip_grad_norm=c      rescale g so that ‖g‖₂ ≤ c;  clip_grad_value=c: clamp each entry to [-c, c]
+    early_stopping        an EarlyStopping, checked at the end of each epoch
+    metrics               ("accuracy",) for classifiers, () for regression
+    device, amp           get_device()'s choice by default; amp acts on CUDA only
+    seed, shuffle         the batch order (and torch's global RNG, at the start of a fresh run)
+    progress              a tqdm bar without rates or times, so stored outputs stay deterministic
+    eval_every            also validate every that many steps (into hist.evals)
+    checkpoint_path, checkpoint_every, resume, overwrite
+                          save every that many steps and at the end; resume=True continues from
+                          the file if there is one (else starts afresh); an existing file is never
+                          overwritten unless overwrite=True.
+    """
+    # ---- validate everything first, naming the argument
+    for name, v in (("epochs", epochs), ("batch_size", batch_size)):
+        _check(name, v, _is_int(v) and v >= 1, "an int >= 1")
+    _check("seed", seed, _is_int(seed) and seed >= 0, "an int >= 0")
+    for name, v in (("max_steps", max_steps), ("eval_every", eval_every),
+                    ("checkpoint_every", checkpoint_every)):
+        _check(name, v, v is None or (_is_int(v) and v >= 1), "None or an int >= 1")
+    for name, v in (("clip_grad_norm", clip_grad_norm), ("clip_grad_value", clip_grad_value)):
+        _check(name, v, v is None or v > 0, "None or a number > 0")
+    _check("clip_grad_value", clip_grad_value, clip_grad_norm is None or clip_grad_value is None,
+           "None when clip_grad_norm is given: choose one kind of clipping")
+    _check("scheduler_interval", scheduler_interval, scheduler_interval in ("step", "epoch"),
+           "'step' or 'epoch'")
+    metrics = tuple(metrics)
+    _check("metrics", metrics, set(metrics) <= set(METRICS), f"a subset of {METRICS}")
+    _check("eval_every", eval_every, eval_every is None or val_data is not None, "None without val_data")
+    _check("checkpoint_every", checkpoint_every, checkpoint_every is None or checkpoint_path,
+           "None without checkpoint_path")
+    _check("resume", resume, not resume or checkpoint_path, "False without checkpoint_path")
+    es_cfg = early_stopping
+    if es_cfg is not None:
+        _check("early_stopping", es_cfg, isinstance(es_cfg, EarlyStopping), "an EarlyStopping or None")
+        monitor = es_cfg.monitor
+        _check("early_stopping.monitor", monitor, val_data is not None or monitor.startswith("train"),
+               "a train_* monitor without val_data")
+        _check("early_stopping.monitor", monitor, "accuracy" in metrics or monitor.endswith("loss"),
+               "a *_loss monitor without metrics=('accuracy',)")
+
+    # ---- set up: device, data, RNG, amp
+    device = get_device(device)
+    use_amp = amp and device.type == "cuda"
+    if amp and not use_amp:
+        warnings.warn(f"amp=True needs CUDA; training in float32 on {device.type}", stacklevel=2)
+    model.to(device)
+    train_set = _prepare(train_data, "train_data", device)
+    val_set = None if val_data is None else _prepare(val_data, "val_data", device)
+    if isinstance(train_set, tuple):
+        n_batches = math.ceil(len(train_set[0]) / batch_size)
+    else:
+        n_batches = len(train_set) if hasattr(train_set, "__len__") else None
+    params = [p for p in model.parameters() if p.requires_grad]
+    plateau = isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
+    gen = torch.Generator().manual_seed(seed)  # the batch order, and nothing else
+    scaler = torch.amp.GradScaler(device.type, enabled=use_amp)  # a no-op when disabled
+    autocast = torch.autocast(device.type, dtype=torch.float16) if use_amp else contextlib.nullcontext()
+    hist = History()
+    # counters, this epoch's running sums, RNG states at the epoch start: all a resume needs
+    loop = {"step": 0, "epoch": 0, "batch": 0, "correct": 0, "seen": 0, "rng_epoch": None}
+    outs, targets = [], []  # this epoch's outputs, compared with the labels only when needed
+    es = {"best": None, "best_epoch": None, "bad": 0, "best_state": None}
+    config = {"seed": seed, "batch_size": batch_size, "shuffle": shuffle}
+
+    def count_correct():
+        """Fold the outputs seen since the last call into loop["correct"] (a host sync)."""
+        if outs:
+            y = torch.cat(targets)
+            loop["correct"] += int((_predict(torch.cat(outs), y) == y).sum())
+            outs.clear()
+            targets.clear()
+
+    def save_checkpoint():
+        count_correct()
+        state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                 "scheduler": scheduler.state_dict() if scheduler is not None else None,
+                 "scaler": scaler.state_dict(), "loop": loop, "rng": _rng_state(gen, device),
+                 "history": hist.state_dict(), "early_stopping": es, "config": config}
+        torch.save(state, f"{checkpoint_path}.tmp")
+        os.replace(f"{checkpoint_path}.tmp", checkpoint_path)  # never leave a half-written file
+
+    def validate() -> tuple[float, float]:
+        """(val_loss, val_accuracy) now, recorded in hist.evals (once per step)."""
+        if not hist.evals["step"] or hist.evals["step"][-1] != loop["step"]:
+            val = evaluate(model, loss_fn, val_set, metrics=metrics, device=device)
+            hist._add(hist.evals, step=loop["step"], epoch=loop["epoch"] + 1,
+                      val_loss=val["loss"], val_accuracy=val.get("accuracy", math.nan))
+        return hist.evals["val_loss"][-1], hist.evals["val_accuracy"][-1]
+
+    def end_epoch():
+        """Record the epoch, step an epoch scheduler, decide on early stopping."""
+        _check("train_data", "no batches", loop["batch"] > 0, "at least one batch per epoch")
+        losses = hist.steps["loss"][-loop["batch"]:]
+        val_loss, val_acc = validate() if val_set is not None else (math.nan, math.nan)
+        count_correct()
+        row = {"epoch": loop["epoch"] + 1, "step": loop["step"],
+               "train_loss": sum(losses) / len(losses),
+               "train_accuracy": loop["correct"] / loop["seen"] if metrics else math.nan,
+               "val_loss": val_loss, "val_accuracy": val_acc}
+        hist._add(hist.epochs, **row)
+        loop.update(epoch=loop["epoch"] + 1, batch=0, correct=0, seen=0)
+        if plateau:
+            scheduler.step(row["val_loss"] if val_set is not None else row["train_loss"])
+        elif scheduler is not None and scheduler_interval == "epoch":
+            scheduler.step()
+        if es_cfg is None:
+            return
+        if es_cfg.improved(row[es_cfg.monitor], es["best"]):
+            es.update(best=row[es_cfg.monitor], best_epoch=row["epoch"], bad=0)
+            if es_cfg.restore_best:
+                es["best_state"] = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        else:
+            es["bad"] += 1
+        if es["bad"] >= es_cfg.patience and loop["epoch"] < epochs:
+            hist.stopped_early = True
+            hist.stop_reason = (f"early stopping: {es_cfg.monitor} did not improve for {es['bad']} "
+                                f"epochs (best {es['best']:.4g} at epoch {es['best_epoch']})")
+
+    # ---- start afresh, or continue from a checkpoint
+    if checkpoint_path is not None and os.path.exists(checkpoint_path) and resume:
+        # to the CPU: RNG states must live there; load_state_dict copies the rest onto the device
+        ckpt = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
+        for key, value in config.items():
+            saved = ckpt["config"][key]
+            _check(key, value, saved == value, f"{saved!r}, as in {checkpoint_path}")
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        if scheduler is not None:
+            scheduler.load_state_dict(ckpt["scheduler"])
+        scaler.load_state_dict(ckpt["scaler"])
+        loop, es = ckpt["loop"], ckpt["early_stopping"]
+        hist.load_state_dict(ckpt["history"])
+        _set_rng_state(gen, ckpt["rng"])
+        if not hist.stopped_early:
+            hist.stop_reason = ""
+    else:
+        if checkpoint_path is not None and os.path.exists(checkpoint_path) and not overwrite:
+            raise FileExistsError(f"{checkpoint_path} exists: pass resume=True to continue from it, "
+                                  "or overwrite=True to start afresh")
+        torch.manual_seed(seed)  # dropout and friends
+
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+        total = epochs * n_batches if n_batches else None
+        if max_steps is not None:
+            total = max_steps if total is None else min(total, max_steps)
+        bar = tqdm(total=total, initial=loop["step"], bar_format=_BAR_FORMAT, desc="train")
+
+    # ---- the loop
+    model.train()
+    try:
+        while loop["epoch"] < epochs and not hist.stop_reason:
+            if max_steps is not None and loop["step"] >= max_steps:
+                hist.stop_reason = f"max_steps={max_steps} reached"
+                break
+            if loop["batch"] == 0:  # a new epoch: remember the RNGs, to replay its order on resume
+                loop["rng_epoch"] = _rng_state(gen, device)
+                batches = _epoch_batches(train_set, batch_size, shuffle, gen)
+            else:  # resuming mid-epoch: draw the epoch's order again, skip the batches done
+                now = _rng_state(gen, device)
+                _set_rng_state(gen, loop["rng_epoch"])
+                batches = _epoch_batches(train_set, batch_size, shuffle, gen, skip=loop["batch"])
+                _set_rng_state(gen, now)
+            if bar is not None:
+                bar.set_description_str(f"epoch {loop['epoch'] + 1}/{epochs}")
+            for X, y in batches:
+                X, y = X.to(device, non_blocking=True), y.to(device, non_blocking=True)
+                with autocast:
+                    out = model(X)
+                    loss = loss_fn(out, y)
+                optimizer.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                scaler.unscale_(optimizer)  # so that grad_norm is that of the true g (no-op w/o amp)
+                grads = [p.grad for p in params if p.grad is not None]
+                if not grads:
+                    raise RuntimeError("no parameter of the model got a gradient: does the loss depend on it?")
+                # ‖g_i‖ per tensor: torch.nn.utils.get_total_norm's first step, minus its Python overhead
+                norms = torch._foreach_norm(grads)
+                # the one host sync per step: is it safe to update?
+                loss_v, *norms_v = torch.stack([loss.detach(), *norms]).tolist()
+                norm_v = math.sqrt(sum(n * n for n in norms_v))  # ‖g‖₂ = √(Σ_i ‖g_i‖²)
+                lr = float(optimizer.param_groups[0]["lr"])
+                if not (math.isfinite(loss_v) and (use_amp or math.isfinite(norm_v))):  # amp skips inf g
+                    what, v = ("loss", loss_v) if not math.isfinite(loss_v) else ("gradient norm", norm_v)
+                    raise TrainingDiverged(
+                        f"{what} became {v} at step {loop['step'] + 1} (epoch {loop['epoch'] + 1}, "
+                        f"lr={lr:g}); no update was made: the parameters are those of the last good "
+                        f"step, {loop['step']}", hist)
+                if clip_grad_norm is not None:  # exactly as torch.nn.utils.clip_grad_norm_
+                    total = torch.linalg.vector_norm(torch.stack(norms))
+                    torch.nn.utils.clip_grads_with_norm_(params, clip_grad_norm, total)
+                if clip_grad_value is not None:
+                    torch.nn.utils.clip_grad_value_(params, clip_grad_value)
+                scaler.step(optimizer)
+                scaler.update()
+                if scheduler is not None and scheduler_interval == "step" and not plateau:
+                    scheduler.step()
+                if metrics:  # kept for train_accuracy: one comparison per epoch, not per step
+                    outs.append(out.detach())
+                    targets.append(y)
+                loop.update(step=loop["step"] + 1, batch=loop["batch"] + 1, seen=loop["seen"] + len(y))
+                hist._add(hist.steps, step=loop["step"], epoch=loop["epoch"] + 1, loss=loss_v,
+                          grad_norm=norm_v, lr=lr)
+                if bar is not None:
+                    bar.update()
+                if eval_every is not None and loop["step"] % eval_every == 0:
+                    validate()
+                if checkpoint_every is not None and loop["step"] % checkpoint_every == 0:
+                    save_checkpoint()
+                if max_steps is not None and loop["step"] >= max_steps and loop["batch"] != n_batches:
+                    break  # stopped mid-epoch: the epoch is not recorded
+            else:  # (for-else) the epoch ran to its end
+                end_epoch()
+    finally:
+        if bar is not None:
+            bar.close()
+
+    # ---- wrap up
+    if not hist.stop_reason:
+        hist.stop_reason = f"completed {epochs} epochs"
+    if es_cfg is not None:
+        hist.best_epoch = es["best_epoch"]
+    else:  # the epoch of least validation loss, if any
+        finite = [(v, e) for v, e in zip(hist.epochs["val_loss"], hist.epochs["epoch"]) if math.isfinite(v)]
+        hist.best_epoch = min(finite)[1] if finite else None
+    if checkpoint_path is not None:
+        save_checkpoint()  # before restoring the best epoch: a resume continues from here
+    if es_cfg is not None and es_cfg.restore_best and es["best_state"] is not None:
+        model.load_state_dict(es["best_state"])
+    return hist
