@@ -1,0 +1,535 @@
+r"""Adam and its family: moments and bias correction, decoupled weight decay, AMSGrad, NAdam.
+
+Chapter 12 of the course (Deep Learning book, Goodfellow, Bengio & Courville, 2016, §8.5.3;
+Kingma & Ba, 2015; Loshchilov & Hutter, 2019; Reddi, Kale & Kumar, 2018; Dozat, 2016).
+The update rules themselves live in :mod:`course_lib.optim`; this module holds the
+experiments that take them apart.
+
+Contents:
+
+- Moments and bias correction: :func:`adam_update_uncorrected` and
+  :class:`AdamNoBiasCorrection` (Adam without the corrections 1/(1 − βᵗ), the variant the
+  chapter compares with), :func:`bias_correction_factor` (its closed-form step ratio
+  (1 − β₁ᵗ)/√(1 − β₂ᵗ)), :func:`first_steps` (measured step lengths on a constant gradient),
+  :func:`noisy_gradients` and :func:`moment_traces` (m, v, m̂, v̂ along a gradient sequence),
+  :func:`bias_correction_training` (the first minibatch losses of a network with and without
+  the correction); :data:`ADAM_FAMILY`, factories taking β₁ and β₂ as separate keywords (for
+  the widgets).
+- Weight decay: :func:`scaled_logistic_task` (logistic regression whose features have very
+  different scales), :func:`fit_logistic` (Adam + L2, AdamW or plain Adam, full batch),
+  :func:`l2_minimizer` (Newton's method on the L2-penalised cost, the reference) and
+  :func:`weight_decay_experiment`.
+- AMSGrad: the online problem of Reddi et al. (2018, §3) on which Adam converges to the
+  *worst* point, :func:`online_gradient`, :func:`online_counterexample`,
+  :func:`average_regret`, :func:`final_x_vs_beta2`.
+- NAdam: :func:`nadam_momentum_schedule`, the momentum coefficients μ_t that
+  ``course_lib.optim.nadam_update`` uses (closed form, checked against its state).
+- The settings of the chapter (``BIAS_BETAS``, ``WD_*``, ``ONLINE_*``), so that the notebook
+  and its tests use the same numbers.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from course_lib.optim import Adam, AdamW, NAdam, adam_update
+from course_lib.optim._base import (FirstOrderOptimizer, check_betas, check_eps, check_lr,
+                                    check_nonnegative)
+
+__all__ = [
+    "adam_update_uncorrected", "AdamNoBiasCorrection", "bias_correction_factor", "first_steps",
+    "noisy_gradients", "moment_traces", "bias_correction_training", "ADAM_FAMILY",
+    "adam_with_betas", "amsgrad_with_betas", "nadam_with_betas", "uncorrected_with_betas",
+    "ScaledLogisticTask", "WeightDecayFit", "scaled_logistic_task", "logistic_cost",
+    "fit_logistic", "l2_minimizer", "weight_decay_experiment",
+    "OnlineRun", "online_gradient", "online_counterexample", "average_regret",
+    "final_x_vs_beta2", "nadam_momentum_schedule",
+]
+
+# --- the settings of chapter 12 -----------------------------------------------------------------
+#: (β₁, β₂) pairs of the bias-correction figure: the default, a shorter memory for v, β₁ = β₂
+BIAS_BETAS = ((0.9, 0.999), (0.9, 0.99), (0.9, 0.9))
+BIAS_STEPS = 200  # steps shown in the bias-correction figure
+BIAS_TRAIN_LRS = (3e-3, 3e-2)  # ε of the network trained with and without the correction
+BIAS_TRAIN_STEPS = 30
+
+WD_SCALES = tuple(float(s) for s in np.logspace(-2, 2, 9))  # feature scales s_i, 10⁻² … 10²
+WD_N_TRAIN, WD_N_TEST, WD_SEED = 1000, 4000, 0
+WD_LR, WD_STEPS = 0.05, 1000  # ε and full-batch steps of every fit
+WD_LAMBDAS = (1e-3, 1e-2, 1e-1)  # the λ sweep
+WD_LAMBDA = 1e-2  # the λ of the per-feature figure
+
+ONLINE_C = 3.0  # the rare large gradient C (> 2)
+ONLINE_BETAS = (0.0, 1.0 / (1.0 + ONLINE_C**2))  # Reddi et al.'s β₁ = 0, β₂ = 1/(1 + C²)
+ONLINE_LR = 0.5  # α in the step size α/√t
+ONLINE_STEPS = 600  # 200 periods of 3 rounds
+ONLINE_BETA2S = (0.1, 0.3, 0.5, 0.7, 0.9, 0.99)  # the β₂ sweep
+
+
+def _check(name: str, value, ok: bool, expected: str) -> None:
+    if not ok:
+        raise ValueError(f"Invalid {name}: {value!r} (expected {expected})")
+
+
+def _is_int(x) -> bool:
+    return isinstance(x, (int, np.integer)) and not isinstance(x, bool)
+
+
+def _check_betas(betas) -> tuple[float, float]:
+    _check("betas", betas, isinstance(betas, (tuple, list)) and len(betas) == 2,
+           "a pair (beta1, beta2)")
+    check_betas(tuple(betas))
+    return float(betas[0]), float(betas[1])
+
+
+# =============================================================================================
+# Moments and bias correction
+# =============================================================================================
+def adam_update_uncorrected(
+    theta: torch.Tensor,
+    g: torch.Tensor,
+    state: dict,
+    *,
+    lr: float = 1e-3,
+    betas: tuple[float, float] = (0.9, 0.999),
+    eps: float = 1e-8,
+    weight_decay: float = 0.0,
+    maximize: bool = False,
+) -> None:
+    r"""One step of Adam *without* bias correction, on ``theta`` in place.
+
+    .. math::
+
+        m \leftarrow \beta_1 m + (1-\beta_1)\, g, \qquad
+        v \leftarrow \beta_2 v + (1-\beta_2)\, g \odot g, \qquad
+        \theta \leftarrow \theta - \epsilon\, m / (\sqrt{v} + \delta)
+
+    Compare :func:`course_lib.optim.adam_update`, which divides m by 1 − β₁ᵗ and v by
+    1 − β₂ᵗ.  For a constant gradient (and δ → 0) this step is Adam's times
+    (1 − β₁ᵗ)/√(1 − β₂ᵗ) (:func:`bias_correction_factor`).  With β₁ = 0 it is exactly
+    RMSProp with ρ = β₂ (``course_lib.optim.rmsprop_update``).
+
+    Arguments and symbols as in ``adam_update``: ``lr`` → ε, ``betas`` → (β₁, β₂),
+    ``eps`` → δ, ``weight_decay`` → λ (an L2 term λθ added to g); ``state``: ``'step'`` → t,
+    ``'exp_avg'`` → m, ``'exp_avg_sq'`` → v.
+    """
+    beta1, beta2 = betas
+    if not state:
+        state["step"] = 0
+        state["exp_avg"] = torch.zeros_like(theta)  # m₀ = 0
+        state["exp_avg_sq"] = torch.zeros_like(theta)  # v₀ = 0
+    state["step"] += 1
+    m, v = state["exp_avg"], state["exp_avg_sq"]
+    if maximize:
+        g = -g
+    if weight_decay != 0:
+        g = g.add(theta, alpha=weight_decay)  # g ← g + λθ
+    m.lerp_(g, 1 - beta1)  # m ← β₁m + (1 − β₁)g
+    v.mul_(beta2).addcmul_(g, g, value=1 - beta2)  # v ← β₂v + (1 − β₂) g ⊙ g
+    theta.addcdiv_(m, v.sqrt().add_(eps), value=-lr)  # θ ← θ − ε m / (√v + δ): no 1 − βᵗ
+
+
+class AdamNoBiasCorrection(FirstOrderOptimizer):
+    """Adam without bias correction (a teaching variant); the math is
+    :func:`adam_update_uncorrected`.  Same constructor as ``Adam`` minus ``amsgrad``."""
+
+    update = staticmethod(adam_update_uncorrected)
+
+    def __init__(self, params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
+                 eps: float = 1e-8, weight_decay: float = 0, *, maximize: bool = False) -> None:
+        check_lr(lr)
+        check_eps(eps)
+        check_betas(betas)
+        check_nonnegative("weight_decay", weight_decay)
+        defaults = dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay,
+                        maximize=maximize)
+        super().__init__(params, defaults)
+
+
+def bias_correction_factor(t, betas: tuple[float, float] = (0.9, 0.999)) -> np.ndarray:
+    r"""r_t = (1 − β₁ᵗ) / √(1 − β₂ᵗ): the uncorrected step divided by the corrected one.
+
+    Without correction m is too small by the factor 1 − β₁ᵗ and √v by √(1 − β₂ᵗ); the step
+    m/√v is off by their ratio.  r_t > 1 (steps too large) whenever β₂ is closer to 1 than
+    β₁ is in the sense (1 − β₁ᵗ)² > 1 − β₂ᵗ; r_t = √(1 − βᵗ) < 1 (steps too small) when
+    β₁ = β₂ = β.  ``t`` is a step number ≥ 1 or an array of them.
+    """
+    beta1, beta2 = _check_betas(betas)
+    t = np.asarray(t, dtype=float)
+    _check("t", t.tolist() if t.ndim else float(t), bool(np.all(t >= 1)), "step numbers >= 1")
+    return (1 - beta1**t) / np.sqrt(1 - beta2**t)
+
+
+def first_steps(steps: int = BIAS_STEPS, betas: tuple[float, float] = (0.9, 0.999),
+                lr: float = 1e-3, g: float = 1.0, eps: float = 1e-8,
+                bias_correction: bool = True) -> np.ndarray:
+    """Step lengths |θ_t − θ_{t−1}|, t = 1..``steps``, of Adam fed the same gradient ``g``
+    every step: ``adam_update`` (``bias_correction=True``) or :func:`adam_update_uncorrected`.
+
+    With correction, every step has length ε·|g|/(|g| + δ) ≈ ε, whatever the scale of g
+    (Kingma & Ba, 2015, §2.1).  Runs in float64 on one scalar parameter.
+    """
+    _check("steps", steps, _is_int(steps) and steps >= 1, "an int >= 1")
+    _check("lr", lr, lr > 0, "a number > 0")
+    _check("g", g, math.isfinite(g) and g != 0, "a finite nonzero number")
+    betas = _check_betas(betas)
+    check_eps(eps)
+    rule = adam_update if bias_correction else adam_update_uncorrected
+    theta = torch.zeros(1, dtype=torch.float64)
+    grad = torch.full((1,), float(g), dtype=torch.float64)
+    state: dict = {}
+    lengths = np.empty(steps)
+    for t in range(steps):
+        before = theta.item()
+        rule(theta, grad, state, lr=lr, betas=betas, eps=eps)
+        lengths[t] = abs(theta.item() - before)
+    return lengths
+
+
+def noisy_gradients(steps: int, mean: float = 1.0, std: float = 2.0, seed: int = 0) -> np.ndarray:
+    """g_t = mean + std·ξ_t with ξ_t ~ N(0, 1) i.i.d., t = 1..steps (float64, seeded): a
+    stream whose true moments are E[g] = mean and E[g²] = mean² + std²."""
+    _check("steps", steps, _is_int(steps) and steps >= 1, "an int >= 1")
+    _check("std", std, std >= 0, ">= 0")
+    gen = torch.Generator().manual_seed(seed)
+    return (mean + std * torch.randn(steps, generator=gen, dtype=torch.float64)).numpy()
+
+
+def moment_traces(gradients, betas: tuple[float, float] = (0.9, 0.999)) -> dict[str, np.ndarray]:
+    """Feed ``gradients`` (a 1-D sequence g_1..g_T) to ``adam_update`` on one scalar and read
+    its state after every step.
+
+    Returns arrays of length T: ``m``, ``v`` (the raw moving averages, from the optimizer's
+    state), ``m_hat`` = m/(1 − β₁ᵗ) and ``v_hat`` = v/(1 − β₂ᵗ) (the corrected estimates of
+    E[g] and E[g²]) and ``t``.
+    """
+    g = np.asarray(gradients, dtype=float)
+    _check("gradients", g.shape, g.ndim == 1 and g.size >= 1, "a non-empty 1-D sequence")
+    beta1, beta2 = _check_betas(betas)
+    theta, state = torch.zeros(1, dtype=torch.float64), {}
+    m, v = np.empty(g.size), np.empty(g.size)
+    for i, g_t in enumerate(g):
+        adam_update(theta, torch.full((1,), g_t, dtype=torch.float64), state, lr=1e-3,
+                    betas=(beta1, beta2))
+        m[i], v[i] = state["exp_avg"].item(), state["exp_avg_sq"].item()
+    t = np.arange(1, g.size + 1)
+    return {"t": t, "m": m, "v": v, "m_hat": m / (1 - beta1**t), "v_hat": v / (1 - beta2**t)}
+
+
+def bias_correction_training(lr: float, splits: dict, steps: int = 30, model: str = "mlp",
+                             betas: tuple[float, float] = (0.9, 0.999)) -> dict[str, np.ndarray]:
+    """The first ``steps`` minibatch losses of the chapter's MNIST-1D ``model`` trained with
+    Adam and with :class:`AdamNoBiasCorrection`, both at ε = ``lr``, from the same θ₀ and on
+    the same minibatches (``course_lib.train.train``, batch 128, seed 0).
+
+    Returns {"Adam": losses, "no bias correction": losses}, each of length ``steps``.
+    ``splits`` is :func:`course_lib.comparison.mnist1d_splits`'s dict.
+    """
+    from course_lib.comparison import NET_BATCH, make_model
+    from course_lib.train import train
+
+    _check("lr", lr, lr > 0, "a number > 0")
+    _check("steps", steps, _is_int(steps) and steps >= 1, "an int >= 1")
+    betas = _check_betas(betas)
+    out = {}
+    for label, cls in (("Adam", Adam), ("no bias correction", AdamNoBiasCorrection)):
+        net = make_model(model)
+        hist = train(net, torch.nn.CrossEntropyLoss(), cls(net.parameters(), lr=lr, betas=betas),
+                     splits["train"], epochs=math.ceil(steps * NET_BATCH / len(splits["train"][0])),
+                     max_steps=steps, batch_size=NET_BATCH, seed=0)
+        out[label] = np.array(hist.steps["loss"])
+    return out
+
+
+# --- the family with (β₁, β₂) as separate keywords, for widgets ----------------------------------
+def adam_with_betas(params, lr: float = 0.1, beta1: float = 0.9, beta2: float = 0.999):
+    """``Adam(params, lr, betas=(beta1, beta2))``: β₁ and β₂ as two keywords, so that
+    ``course_lib.widgets.trajectory_explorer`` can give each its own slider."""
+    return Adam(params, lr=lr, betas=(beta1, beta2))
+
+
+def amsgrad_with_betas(params, lr: float = 0.1, beta1: float = 0.9, beta2: float = 0.999):
+    """``Adam(params, lr, betas=(beta1, beta2), amsgrad=True)``."""
+    return Adam(params, lr=lr, betas=(beta1, beta2), amsgrad=True)
+
+
+def nadam_with_betas(params, lr: float = 0.1, beta1: float = 0.9, beta2: float = 0.999):
+    """``NAdam(params, lr, betas=(beta1, beta2))``."""
+    return NAdam(params, lr=lr, betas=(beta1, beta2))
+
+
+def uncorrected_with_betas(params, lr: float = 0.1, beta1: float = 0.9, beta2: float = 0.999):
+    """``AdamNoBiasCorrection(params, lr, betas=(beta1, beta2))``."""
+    return AdamNoBiasCorrection(params, lr=lr, betas=(beta1, beta2))
+
+
+#: label → optimizer factory taking (params, lr, beta1, beta2)
+ADAM_FAMILY = {"Adam": adam_with_betas, "AMSGrad": amsgrad_with_betas, "NAdam": nadam_with_betas,
+               "Adam without bias correction": uncorrected_with_betas}
+
+
+# =============================================================================================
+# L2 regularisation versus decoupled weight decay
+# =============================================================================================
+@dataclass
+class ScaledLogisticTask:
+    """Binary labels from a logistic model in standardized features z, observed as x = s ⊙ z.
+
+    Every z_i carries the same information (w*_i = 1), but feature i is multiplied by the
+    scale s_i, so a model needs the weight θ_i = w*_i / s_i to use it.
+    Tensors are float64: X (N, d), y (N,) in {0, 1}.
+    """
+    X_train: torch.Tensor
+    y_train: torch.Tensor
+    X_test: torch.Tensor
+    y_test: torch.Tensor
+    scales: torch.Tensor
+    w_star: torch.Tensor
+
+    def accuracy(self, theta: torch.Tensor) -> float:
+        """Fraction of test examples with [x·θ > 0] = y."""
+        with torch.no_grad():
+            return ((self.X_test @ theta > 0).double() == self.y_test).double().mean().item()
+
+
+def scaled_logistic_task(scales=WD_SCALES, n_train: int = WD_N_TRAIN, n_test: int = WD_N_TEST,
+                         seed: int = WD_SEED) -> ScaledLogisticTask:
+    """z ~ N(0, I_d), y ~ Bernoulli(σ(z·w*)) with w* = (1, …, 1), x = s ⊙ z (no intercept)."""
+    s = torch.as_tensor(np.asarray(scales, dtype=float))
+    _check("scales", tuple(s.shape), s.ndim == 1 and s.numel() >= 1 and bool((s > 0).all()),
+           "a non-empty 1-D sequence of numbers > 0")
+    for name, n in (("n_train", n_train), ("n_test", n_test)):
+        _check(name, n, _is_int(n) and n >= 1, "an int >= 1")
+    gen = torch.Generator().manual_seed(seed)
+    n, d = n_train + n_test, s.numel()
+    w_star = torch.ones(d, dtype=torch.float64)
+    Z = torch.randn(n, d, generator=gen, dtype=torch.float64)
+    y = (torch.rand(n, generator=gen, dtype=torch.float64) < torch.sigmoid(Z @ w_star)).double()
+    X = Z * s
+    return ScaledLogisticTask(X[:n_train], y[:n_train], X[n_train:], y[n_train:], s, w_star)
+
+
+def logistic_cost(theta: torch.Tensor, X: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """J(θ) = mean over examples of −log σ((2y − 1) x·θ), the logistic negative log-likelihood."""
+    return torch.nn.functional.binary_cross_entropy_with_logits(X @ theta, y)
+
+
+#: the methods :func:`fit_logistic` knows
+WD_METHODS = ("Adam + L2", "AdamW", "Adam")
+
+
+@dataclass
+class WeightDecayFit:
+    """The result of one :func:`fit_logistic` run (θ as a float64 tensor)."""
+    method: str
+    weight_decay: float
+    theta: torch.Tensor
+    train_cost: float  # J(θ) on the training set, without any penalty
+    test_accuracy: float
+
+    @property
+    def norm(self) -> float:
+        """‖θ‖₂."""
+        return self.theta.norm().item()
+
+    def effective_weights(self, scales: torch.Tensor) -> torch.Tensor:
+        """|θ_i|·s_i: the weight each standardized feature z_i gets (1 for w*)."""
+        return self.theta.abs() * scales
+
+
+def fit_logistic(task: ScaledLogisticTask, method: str, weight_decay: float = WD_LAMBDA,
+                 lr: float = WD_LR, steps: int = WD_STEPS) -> WeightDecayFit:
+    r"""Full-batch logistic regression from θ₀ = 0 with one of :data:`WD_METHODS`:
+
+    - ``"Adam + L2"``: ``course_lib.optim.Adam(weight_decay=λ)``, i.e. g ← ∇J + λθ, then
+      Adam: the penalty's gradient is divided by √v̂ like the rest of g;
+    - ``"AdamW"``: ``course_lib.optim.AdamW(weight_decay=λ)``, θ ← (1 − ελ)θ and then Adam on
+      ∇J alone (Loshchilov & Hutter, 2019);
+    - ``"Adam"``: no regularisation (λ ignored).
+    """
+    _check("method", method, method in WD_METHODS, f"one of {WD_METHODS}")
+    _check("weight_decay", weight_decay, weight_decay >= 0, ">= 0")
+    _check("lr", lr, lr > 0, "a number > 0")
+    _check("steps", steps, _is_int(steps) and steps >= 1, "an int >= 1")
+    theta = torch.zeros(task.X_train.shape[1], dtype=torch.float64, requires_grad=True)
+    if method == "Adam + L2":
+        opt = Adam([theta], lr=lr, weight_decay=weight_decay)
+    elif method == "AdamW":
+        opt = AdamW([theta], lr=lr, weight_decay=weight_decay)
+    else:
+        opt = Adam([theta], lr=lr)
+    for _ in range(steps):
+        opt.zero_grad()
+        logistic_cost(theta, task.X_train, task.y_train).backward()
+        opt.step()
+    theta = theta.detach()
+    with torch.no_grad():
+        cost = logistic_cost(theta, task.X_train, task.y_train).item()
+    return WeightDecayFit(method, float(weight_decay if method != "Adam" else 0.0), theta, cost,
+                          task.accuracy(theta))
+
+
+def l2_minimizer(task: ScaledLogisticTask, weight_decay: float, tol: float = 1e-12,
+                 max_iter: int = 100) -> torch.Tensor:
+    r"""argmin_θ J(θ) + (λ/2)‖θ‖² on the training set, by Newton's method (float64).
+
+    The cost is strictly convex for λ > 0; its gradient and Hessian are
+    ∇ = Xᵀ(σ(Xθ) − y)/N + λθ and H = Xᵀ diag(σ(1 − σ)) X / N + λI.  Stops when the Newton
+    decrement is below ``tol`` (quadratic convergence: a handful of steps).  This is the
+    point where Adam + L2 must stop if it converges, since there ∇J + λθ = 0.
+    """
+    _check("weight_decay", weight_decay, weight_decay > 0, "> 0 (the penalty makes it unique)")
+    X, y = task.X_train, task.y_train
+    n, d = X.shape
+    theta = torch.zeros(d, dtype=torch.float64)
+    eye = torch.eye(d, dtype=torch.float64)
+    for _ in range(max_iter):
+        p = torch.sigmoid(X @ theta)
+        grad = X.T @ (p - y) / n + weight_decay * theta
+        H = (X.T * (p * (1 - p))) @ X / n + weight_decay * eye
+        step = torch.linalg.solve(H, grad)
+        theta = theta - step
+        if (grad @ step).item() < tol:  # Newton decrement² = gᵀH⁻¹g
+            return theta
+    raise RuntimeError(f"Newton's method did not converge in {max_iter} iterations")
+
+
+def weight_decay_experiment(task: ScaledLogisticTask, lambdas=WD_LAMBDAS, lr: float = WD_LR,
+                            steps: int = WD_STEPS) -> dict:
+    """Every (method, λ) of the chapter: ``{("Adam", 0.0): fit, ("Adam + L2", λ): fit,
+    ("AdamW", λ): fit, ...}`` for λ in ``lambdas``, all from θ₀ = 0 with the same ε."""
+    lambdas = tuple(float(lam) for lam in lambdas)
+    _check("lambdas", lambdas, len(lambdas) >= 1 and all(lam > 0 for lam in lambdas),
+           "a non-empty sequence of numbers > 0")
+    fits = {("Adam", 0.0): fit_logistic(task, "Adam", 0.0, lr, steps)}
+    for lam in lambdas:
+        for method in ("Adam + L2", "AdamW"):
+            fits[(method, lam)] = fit_logistic(task, method, lam, lr, steps)
+    return fits
+
+
+# =============================================================================================
+# AMSGrad: the online problem where Adam fails (Reddi, Kale & Kumar, 2018, §3)
+# =============================================================================================
+def online_gradient(t: int, C: float = ONLINE_C, period: int = 3) -> float:
+    """∇f_t for the linear losses f_t(x) = C·x if t mod period = 1, −x otherwise (t ≥ 1)."""
+    _check("t", t, _is_int(t) and t >= 1, "an int >= 1")
+    return C if t % period == 1 else -1.0
+
+
+@dataclass
+class OnlineRun:
+    """One run on the online problem.
+
+    Attributes:
+        x: (T + 1,) the points x_1 … x_{T+1} played (x_1 = x0; x_{t+1} after seeing f_t).
+        effective_lr: (T,) ε_t/(√v̂_t + δ), the factor multiplying m̂ in step t
+            (v̂ from v_max for AMSGrad).
+        amsgrad: which rule ran.
+        C, period: the problem.
+    """
+    x: np.ndarray
+    effective_lr: np.ndarray
+    amsgrad: bool
+    C: float
+    period: int
+
+    @property
+    def final_x(self) -> float:
+        """The mean of the last ``period`` points played: where the run settles."""
+        return float(self.x[-self.period:].mean())
+
+    def average_regret(self) -> np.ndarray:
+        """R_t/t for t = 1..T (see :func:`average_regret`)."""
+        return average_regret(self.x[:-1], self.C, self.period)
+
+
+def online_counterexample(amsgrad: bool, C: float = ONLINE_C,
+                          betas: tuple[float, float] = ONLINE_BETAS, lr: float = ONLINE_LR,
+                          steps: int = ONLINE_STEPS, x0: float = 0.0, eps: float = 1e-8,
+                          period: int = 3) -> OnlineRun:
+    r"""Projected Adam or AMSGrad on the online problem of Reddi et al. (2018, §3).
+
+    The feasible set is [−1, 1]; the losses are linear, f_t(x) = C·x when t mod 3 = 1 and
+    −x otherwise, with C > 2.  Over each period of three rounds the total is (C − 2)x, so the
+    best fixed point is x = −1 and x = +1 the worst.  Each round:
+    ``course_lib.optim.Adam(amsgrad=...)`` takes a step with the step size ε_t = α/√t (a
+    ``LambdaLR`` schedule, as in the paper's Theorem 1), then x is projected back onto
+    [−1, 1] (in one dimension every projection of the paper is this clamp).
+
+    With β₁ = 0 and β₂ = 1/(1 + C²) Adam converges to +1: the large gradient C is forgotten
+    within a round or two, so the two steps of size ≈ ε_t in the direction −∇ = +1 beat the one
+    damped step against it.  AMSGrad divides by the largest v seen, which remembers C, and
+    converges to −1.  Our Adam keeps Kingma & Ba's bias correction, which the paper drops;
+    with β₂ = 0.1 it changes v̂ by a factor 1/(1 − 0.1ᵗ) that is 1 after three rounds.
+    """
+    _check("C", C, C > 2, "> 2 (otherwise x = +1 is not the worst point)")
+    _check("lr", lr, lr > 0, "a number > 0")
+    _check("steps", steps, _is_int(steps) and steps >= 1, "an int >= 1")
+    _check("x0", x0, -1 <= x0 <= 1, "a point of [-1, 1]")
+    _check("period", period, _is_int(period) and period >= 2, "an int >= 2")
+    betas = _check_betas(betas)
+    x = torch.nn.Parameter(torch.tensor([float(x0)], dtype=torch.float64))
+    opt = Adam([x], lr=lr, betas=betas, eps=eps, amsgrad=amsgrad)
+    schedule = torch.optim.lr_scheduler.LambdaLR(opt, lambda k: 1.0 / math.sqrt(k + 1))  # α/√t
+    xs, eff = [float(x0)], []
+    for t in range(1, steps + 1):
+        lr_t = opt.param_groups[0]["lr"]
+        x.grad = torch.tensor([online_gradient(t, C, period)], dtype=torch.float64)
+        opt.step()
+        schedule.step()
+        with torch.no_grad():
+            x.clamp_(-1.0, 1.0)  # projection onto the feasible set [-1, 1]
+        state = opt.state[x]
+        v = state["max_exp_avg_sq"] if amsgrad else state["exp_avg_sq"]
+        v_hat = v.item() / (1 - betas[1] ** t)
+        eff.append(lr_t / (math.sqrt(v_hat) + eps))
+        xs.append(x.item())
+    return OnlineRun(np.array(xs), np.array(eff), bool(amsgrad), float(C), period)
+
+
+def average_regret(xs, C: float = ONLINE_C, period: int = 3) -> np.ndarray:
+    r"""R_t/t for t = 1..T, where x_t = ``xs[t-1]`` is the point played in round t and
+
+    .. math::
+
+        R_t = \sum_{k=1}^{t} f_k(x_k) - \min_{x \in [-1, 1]} \sum_{k=1}^{t} f_k(x),
+        \qquad f_k(x) = g_k\,x,
+
+    so that min_x Σ g_k x = −|Σ g_k| (the best fixed point is −sign(Σ g_k)).  An algorithm
+    whose R_t/t does not tend to 0 has not learned the best point.
+    """
+    xs = np.asarray(xs, dtype=float)
+    _check("xs", xs.shape, xs.ndim == 1 and xs.size >= 1, "a non-empty 1-D sequence")
+    g = np.array([online_gradient(t, C, period) for t in range(1, xs.size + 1)])
+    t = np.arange(1, xs.size + 1)
+    return (np.cumsum(g * xs) + np.abs(np.cumsum(g))) / t
+
+
+def final_x_vs_beta2(beta2s=ONLINE_BETA2S, amsgrad: bool = False, **kwargs) -> np.ndarray:
+    """Where the online run settles (:attr:`OnlineRun.final_x`) for each β₂ in ``beta2s``
+    (β₁ = 0; other keywords go to :func:`online_counterexample`)."""
+    return np.array([online_counterexample(amsgrad, betas=(0.0, b2), **kwargs).final_x
+                     for b2 in beta2s])
+
+
+# =============================================================================================
+# NAdam
+# =============================================================================================
+def nadam_momentum_schedule(t, beta1: float = 0.9, momentum_decay: float = 4e-3) -> np.ndarray:
+    r"""μ_t = β₁ (1 − ½·0.96^{tψ}), the momentum coefficient NAdam uses at step t.
+
+    This is the schedule of Dozat (2016) as torch and ``course_lib.optim.nadam_update``
+    implement it (ψ = ``momentum_decay``; the tests check it against the products
+    ∏_{i≤t} μ_i that ``nadam_update`` keeps in its state).  μ_t starts near β₁/2 and creeps
+    towards β₁: 0.96^{tψ} halves only after t = ln 2/(ψ ln(1/0.96)) ≈ 4240 steps for ψ = 0.004.
+    ``t`` is a step number ≥ 1 or an array of them.
+    """
+    _check("beta1", beta1, 0 <= beta1 < 1, "a number in [0, 1)")
+    _check("momentum_decay", momentum_decay, momentum_decay >= 0, ">= 0")
+    t = np.asarray(t, dtype=float)
+    _check("t", t.tolist() if t.ndim else float(t), bool(np.all(t >= 1)), "step numbers >= 1")
+    return beta1 * (1.0 - 0.5 * 0.96 ** (t * momentum_decay))

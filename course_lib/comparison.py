@@ -1,0 +1,420 @@
+r"""Comparing optimizers fairly: learning-rate sweeps on toy landscapes and on MNIST-1D.
+
+Chapter 12 of the course ends with every optimizer of :mod:`course_lib.optim` on the same
+problems, each with its own learning rate ε picked by a small sweep, because comparing
+optimizers at one shared ε mostly compares how well that ε suits each of them (Wilson et
+al., 2017, *The marginal value of adaptive gradient methods in machine learning*, NeurIPS;
+Schmidt, Schneider & Hennig, 2021, *Descending through a crowded valley*, ICML).
+
+Contents:
+
+- :func:`make_optimizer`, :data:`COMPARED`: the contestants by name (the classes of
+  ``course_lib.optim.OPTIMIZERS`` plus SGD with momentum and Adam's AMSGrad variant).
+- Landscapes: :data:`LANDSCAPES`, :func:`make_landscape`, :func:`sweep_landscape` (every ε
+  of a grid through :func:`~course_lib.landscapes.run_optimizer`, scored by the mean
+  log-suboptimality, so that speed counts and ties at machine precision do not),
+  :func:`compare_on_landscape`, :func:`race` (the widget's figure).
+- MNIST-1D: :func:`mnist1d_splits`, :func:`make_model`, :func:`train_run` (one run of
+  :func:`course_lib.train.train`), :func:`sweep_network`, :func:`compare_on_mnist1d`,
+  :func:`seed_spread` (the same setting with other batch orders: the noise of one run).
+- :func:`results_table`, :func:`format_gap`: the summary as text, rounded, from the
+  measurements.
+- The settings of the chapter (``LANDSCAPE_*``, ``NET_*``): grids of three learning rates per
+  optimizer, centred on values found by a coarser exploration, so that the notebook and its
+  tests run the same sweeps.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Mapping
+
+import numpy as np
+import torch
+
+from course_lib.data import mnist1d, train_val_split
+from course_lib.landscapes import (Beale, Landscape, Quadratic, Rosenbrock, Saddle, Trajectory,
+                                   run_optimizer)
+from course_lib.models import mlp, small_cnn
+from course_lib.optim import OPTIMIZERS, SGD, Adam
+from course_lib.train import History, TrainingDiverged, evaluate, train
+
+__all__ = [
+    "COMPARED", "make_optimizer", "LANDSCAPES", "make_landscape", "LandscapeSweep",
+    "sweep_landscape", "compare_on_landscape", "race", "mnist1d_splits", "TrainingRun",
+    "NetworkSweep", "make_model", "train_run", "sweep_network", "compare_on_mnist1d",
+    "seed_spread", "results_table", "format_gap", "suboptimality_score",
+]
+
+# --- the contestants ---------------------------------------------------------------------------
+#: every optimizer of the comparison, in the order of the tables
+COMPARED = ("SGD", "Momentum", "Adagrad", "RMSprop", "Adadelta", "Adam", "AMSGrad", "AdamW",
+            "NAdam")
+MOMENTUM = 0.9  # α of "Momentum" (SGD with Polyak's heavy ball)
+
+
+def _check(name: str, value, ok: bool, expected: str) -> None:
+    if not ok:
+        raise ValueError(f"Invalid {name}: {value!r} (expected {expected})")
+
+
+def _is_int(x) -> bool:
+    return isinstance(x, (int, np.integer)) and not isinstance(x, bool)
+
+
+def make_optimizer(name: str, params, lr: float) -> torch.optim.Optimizer:
+    """The optimizer called ``name`` (one of :data:`COMPARED`) on ``params`` with ε = ``lr``,
+    every other hyperparameter at its default (AdamW: λ = 0.01, torch's default).
+
+    ``"Momentum"`` is ``SGD(momentum=0.9)``, ``"AMSGrad"`` is ``Adam(amsgrad=True)``; the
+    others are ``course_lib.optim.OPTIMIZERS[name]``.
+    """
+    _check("name", name, name in COMPARED, f"one of {COMPARED}")
+    _check("lr", lr, isinstance(lr, (int, float)) and lr > 0, "a number > 0")
+    if name == "Momentum":
+        return SGD(params, lr=lr, momentum=MOMENTUM)
+    if name == "AMSGrad":
+        return Adam(params, lr=lr, amsgrad=True)
+    return OPTIMIZERS[name](params, lr=lr)
+
+
+def _factory(name: str) -> Callable:
+    """``make_optimizer`` for ``name`` with the signature run_optimizer expects."""
+    return lambda params, lr: make_optimizer(name, params, lr)
+
+
+# --- landscapes ----------------------------------------------------------------------------------
+#: name → (factory, start or None for the landscape's own start)
+LANDSCAPES: dict[str, tuple[Callable[[], Landscape], tuple | None]] = {
+    "Rosenbrock": (Rosenbrock, None),
+    "Beale": (Beale, None),
+    # rotated by 30°, so that no axis is an eigenvector (per-coordinate scaling cannot simply
+    # undo the conditioning), and moved off the origin, so that AdamW's decay towards 0 does
+    # not help
+    "quadratic": (lambda: Quadratic(condition_number=50, angle=math.pi / 6, center=(0.5, -0.5)),
+                  None),
+    # starting 0.01 from the saddle's stable manifold (the x axis): the escape is the test
+    "saddle": (Saddle, (1.5, 0.01)),
+}
+LANDSCAPE_STEPS = 150
+LANDSCAPE_FLOOR = 1e-10  # J − J* below this counts as solved (its digits are rounding noise)
+LANDSCAPE_TARGET = 1e-3  # "steps to J − J* < 10⁻³" in the table
+
+
+def _grid(exponent: float) -> tuple[float, float, float]:
+    """(10^(e − ½), 10^e, 10^(e + ½)) rounded to 3 significant digits: e = −0.5 gives
+    (0.1, 0.316, 1)."""
+    return tuple(float(f"{10 ** (exponent + k):.3g}") for k in (-0.5, 0.0, 0.5))
+
+
+#: landscape → optimizer → log₁₀ of the middle of its grid
+LANDSCAPE_LR_EXPONENTS: dict[str, dict[str, float]] = {
+    "Rosenbrock": {"SGD": -3, "Momentum": -3, "Adagrad": 0, "RMSprop": -1, "Adadelta": 0.5,
+                   "Adam": 0, "AMSGrad": 0, "AdamW": 0, "NAdam": -0.5},
+    "Beale": {"SGD": -2, "Momentum": -3, "Adagrad": 0, "RMSprop": -1, "Adadelta": 0.5,
+              "Adam": -0.5, "AMSGrad": -0.5, "AdamW": -0.5, "NAdam": -0.5},
+    "quadratic": {"SGD": -2, "Momentum": -2, "Adagrad": 0.5, "RMSprop": -0.5, "Adadelta": 0.5,
+                  "Adam": 0, "AMSGrad": 0, "AdamW": 0, "NAdam": -0.5},
+    "saddle": {"SGD": -1, "Momentum": -1.5, "Adagrad": 0, "RMSprop": -1, "Adadelta": 0.5,
+               "Adam": 0, "AMSGrad": 0, "AdamW": 0, "NAdam": -0.5},
+}
+#: landscape → optimizer → three learning rates ε, half a decade apart
+LANDSCAPE_LRS = {land: {name: _grid(e) for name, e in row.items()}
+                 for land, row in LANDSCAPE_LR_EXPONENTS.items()}
+
+
+def make_landscape(problem: str) -> Landscape:
+    """A fresh landscape of :data:`LANDSCAPES` by name, its ``start`` set to the chapter's θ₀
+    (so that ``run_optimizer`` and the widgets start there by default).  (The argument is
+    not called ``landscape`` so that it can be a control of ``trajectory_explorer``.)"""
+    _check("problem", problem, problem in LANDSCAPES, f"one of {tuple(LANDSCAPES)}")
+    factory, start = LANDSCAPES[problem]
+    J = factory()
+    if start is not None:
+        J.start = torch.tensor(start, dtype=torch.float64)
+    return J
+
+
+def suboptimality_score(traj: Trajectory, min_value: float,
+                        floor: float = LANDSCAPE_FLOOR) -> float:
+    """The mean over t of log₁₀ max(J(θ_t) − J*, floor): lower is better, +inf if the run
+    diverged.  A mean over the whole run rewards getting there early, not only the end point,
+    and the floor makes runs that both reached machine precision tie instead of being
+    ordered by rounding noise."""
+    if traj.diverged:
+        return math.inf
+    gap = np.maximum(traj.losses - min_value, floor)
+    return float(np.mean(np.log10(gap)))
+
+
+@dataclass
+class LandscapeSweep:
+    """One optimizer on one landscape, for every ε of its grid.
+
+    Attributes:
+        optimizer, landscape: the names.
+        lrs: the grid; ``runs`` one Trajectory per ε; ``scores`` their
+            :func:`suboptimality_score`.
+        min_value: J* of the landscape.
+    """
+    optimizer: str
+    landscape: str
+    lrs: tuple[float, ...]
+    runs: list[Trajectory]
+    scores: np.ndarray
+    min_value: float
+
+    @property
+    def best_index(self) -> int:
+        """Index of the best ε (the first of equal scores)."""
+        return int(np.argmin(self.scores))
+
+    @property
+    def best_lr(self) -> float:
+        return self.lrs[self.best_index]
+
+    @property
+    def best(self) -> Trajectory:
+        return self.runs[self.best_index]
+
+    @property
+    def final_gap(self) -> float:
+        """J(θ_T) − J* of the best run (inf if every ε diverged)."""
+        return math.inf if self.best.diverged else float(self.best.losses[-1] - self.min_value)
+
+    def steps_to(self, target: float = LANDSCAPE_TARGET) -> int | None:
+        """The first t with J(θ_t) − J* < target in the best run, or None."""
+        return self.best.first_step_below(self.min_value + target)
+
+
+def sweep_landscape(landscape: str, optimizer: str, lrs=None,
+                    steps: int = LANDSCAPE_STEPS) -> LandscapeSweep:
+    """Run ``optimizer`` on ``landscape`` (names from :data:`LANDSCAPES`, :data:`COMPARED`)
+    from its start for ``steps`` updates, once per ε in ``lrs`` (default: the chapter's grid
+    ``LANDSCAPE_LRS[landscape][optimizer]``)."""
+    _check("landscape", landscape, landscape in LANDSCAPES, f"one of {tuple(LANDSCAPES)}")
+    J = make_landscape(landscape)
+    _check("optimizer", optimizer, optimizer in COMPARED, f"one of {COMPARED}")
+    _check("steps", steps, _is_int(steps) and steps >= 1, "an int >= 1")
+    lrs = tuple(LANDSCAPE_LRS[landscape][optimizer] if lrs is None else lrs)
+    _check("lrs", lrs, len(lrs) >= 1 and all(lr > 0 for lr in lrs), "learning rates > 0")
+    runs = [run_optimizer(J, _factory(optimizer), J.start, steps, lr=lr, name=optimizer)
+            for lr in lrs]
+    scores = np.array([suboptimality_score(r, J.min_value) for r in runs])
+    return LandscapeSweep(optimizer, landscape, lrs, runs, scores, J.min_value)
+
+
+def compare_on_landscape(landscape: str, optimizers=COMPARED,
+                         steps: int = LANDSCAPE_STEPS) -> dict[str, LandscapeSweep]:
+    """:func:`sweep_landscape` for every optimizer: name → LandscapeSweep."""
+    return {name: sweep_landscape(landscape, name, steps=steps) for name in optimizers}
+
+
+def race(landscape: str, optimizers, lr_scale: float = 1.0, steps: int = LANDSCAPE_STEPS,
+         tuned: Mapping[str, Mapping[str, float]] | None = None, ax=None):
+    """Draw the chosen optimizers on ``landscape``, each at ``lr_scale`` times its tuned ε.
+
+    ``tuned[landscape][name]`` gives the tuned ε (e.g. the ``best_lr`` of the chapter's
+    sweeps); without it, the middle of the chapter's grid.  Returns the dict
+    label → Trajectory.  This is the figure of the chapter's widget.
+    """
+    import matplotlib.pyplot as plt
+
+    from course_lib.plots import plot_trajectories
+
+    _check("landscape", landscape, landscape in LANDSCAPES, f"one of {tuple(LANDSCAPES)}")
+    J = make_landscape(landscape)
+    optimizers = tuple(optimizers)
+    for name in optimizers:
+        _check("optimizers", name, name in COMPARED, f"names from {COMPARED}")
+    _check("lr_scale", lr_scale, lr_scale > 0, "a number > 0")
+    runs = {}
+    for name in optimizers:
+        lr = (tuned[landscape][name] if tuned is not None
+              else LANDSCAPE_LRS[landscape][name][1]) * lr_scale
+        runs[f"{name}, ε = {lr:.3g}"] = run_optimizer(J, _factory(name), J.start, steps, lr=lr)
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, 4.8))
+    plot_trajectories(J, runs, ax=ax, title=f"{J.name}: {steps} steps at {lr_scale:.3g} × the "
+                      "tuned ε")
+    return runs
+
+
+# --- MNIST-1D ------------------------------------------------------------------------------------
+NET_SAMPLES, NET_DATA_SEED = 4000, 0  # MNIST-1D: 3200 training + 800 test signals
+NET_VAL_FRACTION = 0.2  # of the training signals, held out to pick ε
+NET_BATCH = 128
+NET_EPOCHS = {"mlp": 5, "cnn": 4}
+NET_MODEL_SEED = 0  # the same θ₀ for every run of a model
+#: model → optimizer → three learning rates ε (about half a decade apart)
+NET_LRS: dict[str, dict[str, tuple[float, float, float]]] = {
+    "mlp": {"SGD": (0.3, 1.0, 3.0), "Momentum": (0.1, 0.3, 1.0), "Adagrad": (0.1, 0.3, 1.0),
+            "RMSprop": (3e-3, 1e-2, 3e-2), "Adadelta": (3.0, 10.0, 30.0),
+            "Adam": (0.01, 0.03, 0.1), "AMSGrad": (0.01, 0.03, 0.1),
+            "AdamW": (0.01, 0.03, 0.1), "NAdam": (0.01, 0.03, 0.1)},
+    "cnn": {"SGD": (0.3, 1.0, 3.0), "Momentum": (0.1, 0.3, 1.0), "Adagrad": (0.01, 0.03, 0.1),
+            "RMSprop": (1e-3, 3e-3, 1e-2), "Adadelta": (3.0, 10.0, 30.0),
+            "Adam": (3e-3, 1e-2, 3e-2), "AMSGrad": (3e-3, 1e-2, 3e-2),
+            "AdamW": (3e-3, 1e-2, 3e-2), "NAdam": (3e-3, 1e-2, 3e-2)},
+}
+NET_SPREAD_SEEDS = (1, 2)  # other batch orders (the sweeps use 0), for the run-to-run spread
+
+
+def mnist1d_splits(num_samples: int = NET_SAMPLES, seed: int = NET_DATA_SEED,
+                   val_fraction: float = NET_VAL_FRACTION) -> dict[str, tuple]:
+    """MNIST-1D as {"train": (X, y), "val": (X, y), "test": (X, y)}: the validation set picks
+    ε, the test set is only looked at for the chosen runs."""
+    data = mnist1d(num_samples, seed=seed)
+    train_set, val_set = train_val_split(data.X_train, data.y_train, val_fraction, seed=seed)
+    return {"train": train_set, "val": val_set, "test": data.test}
+
+
+def make_model(model: str) -> torch.nn.Module:
+    """A fresh "mlp" (40-100-10, ReLU) or "cnn" (``small_cnn`` with 16 and 32 channels),
+    drawn from a generator seeded with ``NET_MODEL_SEED``: the same θ₀ every time."""
+    _check("model", model, model in NET_EPOCHS, f"one of {tuple(NET_EPOCHS)}")
+    gen = torch.Generator().manual_seed(NET_MODEL_SEED)
+    if model == "mlp":
+        return mlp(40, (100,), 10, generator=gen)
+    return small_cnn(40, (16, 32), 10, generator=gen)
+
+
+@dataclass
+class TrainingRun:
+    """One training run on MNIST-1D.
+
+    Attributes:
+        optimizer, lr, model: what ran.
+        history: the :class:`~course_lib.train.History` (per step and per epoch).
+        val_loss: the validation loss after the last epoch (inf if the run diverged).
+        test_loss, test_accuracy: on the test set after the last epoch (nan if diverged).
+        seconds: wall-clock time of the training (varies from run to run: plot it, never
+            print it).
+        diverged: True if training stopped on a non-finite loss.
+    """
+    optimizer: str
+    lr: float
+    model: str
+    history: History
+    val_loss: float
+    test_loss: float
+    test_accuracy: float
+    seconds: float
+    diverged: bool = False
+
+
+def train_run(model: str, optimizer: str, lr: float, splits: dict,
+              epochs: int | None = None, batch_size: int = NET_BATCH,
+              seed: int = 0) -> TrainingRun:
+    """Train a fresh ``model`` ("mlp": 40-100-10 ReLU, "cnn": ``small_cnn`` with 16 and 32
+    channels; the same θ₀ every time) with ``optimizer`` at ε = ``lr`` on ``splits["train"]``
+    by :func:`course_lib.train.train` (cross-entropy, minibatches of ``batch_size``, batch
+    order from ``seed``), validating on ``splits["val"]`` every epoch, then evaluate on
+    ``splits["test"]``."""
+    _check("model", model, model in NET_EPOCHS, f"one of {tuple(NET_EPOCHS)}")
+    epochs = NET_EPOCHS[model] if epochs is None else epochs
+    net = make_model(model)
+    opt = make_optimizer(optimizer, net.parameters(), lr)
+    loss_fn = torch.nn.CrossEntropyLoss()
+    start = time.perf_counter()
+    try:
+        hist = train(net, loss_fn, opt, splits["train"], epochs=epochs, batch_size=batch_size,
+                     val_data=splits["val"], seed=seed)
+    except TrainingDiverged as err:
+        return TrainingRun(optimizer, lr, model, err.history, math.inf, math.nan, math.nan,
+                           time.perf_counter() - start, diverged=True)
+    seconds = time.perf_counter() - start
+    test = evaluate(net, loss_fn, splits["test"])
+    return TrainingRun(optimizer, lr, model, hist, hist.epochs["val_loss"][-1], test["loss"],
+                       test["accuracy"], seconds)
+
+
+@dataclass
+class NetworkSweep:
+    """One optimizer on one network for every ε of its grid; the best by validation loss."""
+    optimizer: str
+    model: str
+    runs: list[TrainingRun] = field(default_factory=list)
+
+    @property
+    def lrs(self) -> tuple[float, ...]:
+        return tuple(r.lr for r in self.runs)
+
+    @property
+    def best(self) -> TrainingRun:
+        """The run of least final validation loss (the first of equals)."""
+        return min(self.runs, key=lambda r: r.val_loss)
+
+    @property
+    def best_lr(self) -> float:
+        return self.best.lr
+
+
+def sweep_network(model: str, optimizer: str, splits: dict, lrs=None,
+                  epochs: int | None = None) -> NetworkSweep:
+    """:func:`train_run` once per ε in ``lrs`` (default ``NET_LRS[model][optimizer]``)."""
+    _check("model", model, model in NET_EPOCHS, f"one of {tuple(NET_EPOCHS)}")
+    _check("optimizer", optimizer, optimizer in COMPARED, f"one of {COMPARED}")
+    lrs = tuple(NET_LRS[model][optimizer] if lrs is None else lrs)
+    _check("lrs", lrs, len(lrs) >= 1 and all(lr > 0 for lr in lrs), "learning rates > 0")
+    return NetworkSweep(optimizer, model,
+                        [train_run(model, optimizer, lr, splits, epochs) for lr in lrs])
+
+
+def compare_on_mnist1d(model: str, splits: dict, optimizers=COMPARED,
+                       epochs: int | None = None) -> dict[str, NetworkSweep]:
+    """:func:`sweep_network` for every optimizer: name → NetworkSweep."""
+    return {name: sweep_network(model, name, splits, epochs=epochs) for name in optimizers}
+
+
+def seed_spread(model: str, optimizer: str, lr: float, splits: dict,
+                seeds=NET_SPREAD_SEEDS, epochs: int | None = None) -> np.ndarray:
+    """Test accuracies of the same setting trained with other batch orders (``seed`` of
+    :func:`train_run`; θ₀ stays the same): with the sweep's own run (seed 0) they show the
+    run-to-run noise that a comparison of single runs has to beat."""
+    seeds = tuple(seeds)
+    _check("seeds", seeds, len(seeds) >= 1 and all(_is_int(s) and s >= 0 for s in seeds),
+           "a non-empty sequence of ints >= 0")
+    return np.array([train_run(model, optimizer, lr, splits, epochs, seed=s).test_accuracy
+                     for s in seeds])
+
+
+# --- the summary table ---------------------------------------------------------------------------
+def format_gap(x: float) -> str:
+    """A suboptimality J − J* for printing: 2 significant digits, "< 1e-10" below
+    ``LANDSCAPE_FLOOR`` (those digits are rounding noise), "diverged" if not finite."""
+    if not math.isfinite(x):
+        return "diverged"
+    return f"< {LANDSCAPE_FLOOR:.0e}" if x < LANDSCAPE_FLOOR else f"{x:.2g}"
+
+
+def results_table(landscapes: Mapping[str, Mapping[str, LandscapeSweep]] | None = None,
+                  networks: Mapping[str, Mapping[str, NetworkSweep]] | None = None) -> str:
+    """The comparison as a text table, one row per optimizer, rounded so that it prints the
+    same on every run: for each landscape the tuned ε and the final J − J*; for each network
+    the tuned ε and the test accuracy of that run."""
+    landscapes, networks = landscapes or {}, networks or {}
+    _check("landscapes/networks", "nothing", bool(landscapes or networks), "at least one result")
+    names = list(next(iter({**landscapes, **networks}.values())))
+    header = ["optimizer"]
+    for land in landscapes:
+        header += [f"{land}: ε", "J - J*"]
+    for model in networks:
+        header += [f"{model}: ε", "test acc"]
+    rows = [header]
+    for name in names:
+        row = [name]
+        for sweeps in landscapes.values():
+            s = sweeps[name]
+            row += [f"{s.best_lr:.3g}", format_gap(s.final_gap)]
+        for sweeps in networks.values():
+            best = sweeps[name].best
+            row += [f"{best.lr:.3g}",
+                    "diverged" if best.diverged else f"{best.test_accuracy:.3f}"]
+        rows.append(row)
+    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
+    lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w)
+                       for i, (c, w) in enumerate(zip(r, widths))) for r in rows]
+    lines.insert(1, "-" * len(lines[0]))
+    return "\n".join(lines)

@@ -1,0 +1,524 @@
+"""Chapter 12: Adam and its family (course_lib.adam_family) and the optimizer comparison
+(course_lib.comparison).
+
+Unit tests against references (closed forms, RMSprop, Newton's method, nadam_update's own
+state, hand-made trajectories), then every number that chapters/12_adam_and_its_family.ipynb
+prints or states, computed with the same functions and the same settings (the constants of
+both modules).
+"""
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import course_lib.adam_family as af
+import course_lib.comparison as cmp
+from course_lib.landscapes import Trajectory
+from course_lib.optim import SGD, Adam, AdamW, NAdam, RMSprop, adam_update, nadam_update
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    # the notebook runs with one thread; so do its numbers here (restored afterwards)
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def splits():
+    return cmp.mnist1d_splits()
+
+
+# ============================================================== moments and bias correction
+def test_uncorrected_update_is_the_formula():
+    gen = torch.Generator().manual_seed(0)
+    theta = torch.randn(5, generator=gen, dtype=torch.float64)
+    ref, m, v, state = theta.clone(), torch.zeros(5, dtype=torch.float64), torch.zeros(
+        5, dtype=torch.float64), {}
+    b1, b2, lr, eps, lam = 0.8, 0.95, 0.01, 1e-6, 0.1
+    for _ in range(20):
+        g = torch.randn(5, generator=gen, dtype=torch.float64)
+        af.adam_update_uncorrected(theta, g, state, lr=lr, betas=(b1, b2), eps=eps,
+                                   weight_decay=lam)
+        g = g + lam * ref
+        m = b1 * m + (1 - b1) * g
+        v = b2 * v + (1 - b2) * g * g
+        ref = ref - lr * m / (v.sqrt() + eps)
+    torch.testing.assert_close(theta, ref, rtol=1e-12, atol=1e-14)
+    assert state["step"] == 20
+
+
+def test_uncorrected_with_beta1_zero_is_rmsprop():
+    gen = torch.Generator().manual_seed(1)
+    p1 = torch.nn.Parameter(torch.randn(4, 3, generator=gen, dtype=torch.float64))
+    p2 = torch.nn.Parameter(p1.detach().clone())
+    o1 = af.AdamNoBiasCorrection([p1], lr=0.01, betas=(0.0, 0.9), eps=1e-8)
+    o2 = RMSprop([p2], lr=0.01, alpha=0.9, eps=1e-8)
+    for _ in range(30):
+        g = torch.randn(4, 3, generator=gen, dtype=torch.float64)
+        p1.grad, p2.grad = g.clone(), g.clone()
+        o1.step()
+        o2.step()
+    torch.testing.assert_close(p1, p2, rtol=1e-13, atol=1e-15)
+
+
+def test_uncorrected_optimizer_validates_and_maximizes():
+    p = torch.nn.Parameter(torch.zeros(2, dtype=torch.float64))
+    for kwargs, message in [({"lr": -1.0}, "Invalid learning rate"),
+                            ({"betas": (1.0, 0.9)}, "Invalid beta parameter at index 0"),
+                            ({"eps": -1.0}, "Invalid epsilon value"),
+                            ({"weight_decay": -0.1}, "Invalid weight_decay value")]:
+        with pytest.raises(ValueError, match=message):
+            af.AdamNoBiasCorrection([p], **kwargs)
+    opt = af.AdamNoBiasCorrection([p], lr=0.1, maximize=True)
+    p.grad = torch.tensor([1.0, -1.0], dtype=torch.float64)
+    opt.step()
+    assert p[0].item() > 0 > p[1].item()  # ascending
+
+
+def test_bias_factor_closed_form_and_measured_ratio():
+    t = np.arange(1, af.BIAS_STEPS + 1)
+    for betas in af.BIAS_BETAS:
+        measured = (af.first_steps(af.BIAS_STEPS, betas, bias_correction=False)
+                    / af.first_steps(af.BIAS_STEPS, betas))
+        np.testing.assert_allclose(measured, af.bias_correction_factor(t, betas), rtol=1e-6)
+    b1, b2 = 0.9, 0.999
+    assert af.bias_correction_factor(1, (b1, b2)) == pytest.approx(0.1 / math.sqrt(0.001))
+    np.testing.assert_allclose(af.bias_correction_factor(t, (0.9, 0.9)),
+                               np.sqrt(1 - 0.9**t), rtol=1e-14)  # β₁ = β₂: too small
+    with pytest.raises(ValueError, match="Invalid t"):
+        af.bias_correction_factor(0)
+    with pytest.raises(ValueError, match="Invalid beta parameter at index 1"):
+        af.bias_correction_factor(3, (0.9, 1.0))
+
+
+def test_chapter_bias_numbers():
+    """The notebook's printed ratios: 3.16 at t = 1, peak 6.57 at t = 12, 2.35 at t = 200
+    (defaults); peak 2.13 at t = 13 for β₂ = 0.99; 0.316 at t = 1 for β₁ = β₂ = 0.9."""
+    expected = {(0.9, 0.999): (3.16, 6.57, 12, 2.35), (0.9, 0.99): (1.0, 2.13, 13, 1.0746),
+                (0.9, 0.9): (0.316, 1.0, 200, 1.0)}
+    for betas, (first, peak, at, last) in expected.items():
+        r = (af.first_steps(af.BIAS_STEPS, betas, bias_correction=False)
+             / af.first_steps(af.BIAS_STEPS, betas))
+        assert r[0] == pytest.approx(first, rel=2e-3)
+        assert r.max() == pytest.approx(peak, rel=2e-3)
+        assert r.argmax() + 1 == at
+        assert r[-1] == pytest.approx(last, rel=3e-3)
+
+
+def test_first_steps_have_length_epsilon_whatever_the_scale():
+    for g in (1e-3, 1.0, 1e3, -50.0):
+        lengths = af.first_steps(5, lr=1e-3, g=g)
+        np.testing.assert_allclose(lengths, 1e-3 * abs(g) / (abs(g) + 1e-8), rtol=1e-9)
+    for kwargs, name in [({"steps": 0}, "steps"), ({"lr": 0.0}, "lr"), ({"g": 0.0}, "g"),
+                         ({"g": math.inf}, "g")]:
+        with pytest.raises(ValueError, match=f"Invalid {name}"):
+            af.first_steps(**kwargs)
+
+
+def test_moment_traces_and_the_chapter_numbers():
+    g = af.noisy_gradients(af.BIAS_STEPS, mean=1.0, std=2.0, seed=0)
+    tr = af.moment_traces(g, betas=(0.9, 0.999))
+    assert tr["m_hat"][0] == pytest.approx(g[0], rel=1e-12)  # corrected: unbiased at t = 1
+    assert tr["v_hat"][0] == pytest.approx(g[0] ** 2, rel=1e-12)
+    np.testing.assert_allclose(tr["v"] / tr["v_hat"], 1 - 0.999 ** tr["t"], rtol=1e-12)
+    # a reference recursion
+    m = v = 0.0
+    for g_t in g:
+        m, v = 0.9 * m + 0.1 * g_t, 0.999 * v + 0.001 * g_t**2
+    assert tr["m"][-1] == pytest.approx(m, rel=1e-12) and tr["v"][-1] == pytest.approx(v, rel=1e-12)
+    running = np.cumsum(g**2) / tr["t"]
+    printed = {10: (0.0457, 4.59, 4.59, 0.00996), 50: (0.225, 4.61, 4.6, 0.0488),
+               200: (0.877, 4.84, 4.84, 0.181)}
+    for t, (v_t, v_hat, run, ratio) in printed.items():
+        assert tr["v"][t - 1] == pytest.approx(v_t, rel=2e-3)
+        assert tr["v_hat"][t - 1] == pytest.approx(v_hat, rel=2e-3)
+        assert running[t - 1] == pytest.approx(run, rel=3e-3)
+        assert tr["v"][t - 1] / tr["v_hat"][t - 1] == pytest.approx(ratio, rel=2e-3)
+    with pytest.raises(ValueError, match="Invalid gradients"):
+        af.moment_traces([])
+    with pytest.raises(ValueError, match="Invalid std"):
+        af.noisy_gradients(3, std=-1.0)
+
+
+def test_bias_correction_training(splits):
+    """ε = 0.03: without correction the loss jumps from 2.35 to about 8; with it, it never
+    rises above the first loss.  ε = 0.003: without correction it is *faster* (1.61 vs 1.81)."""
+    big = af.bias_correction_training(0.03, splits, af.BIAS_TRAIN_STEPS)
+    small = af.bias_correction_training(0.003, splits, af.BIAS_TRAIN_STEPS)
+    for curves in (big, small):
+        assert all(len(c) == af.BIAS_TRAIN_STEPS for c in curves.values())
+        assert curves["Adam"][0] == curves["no bias correction"][0]  # same θ₀, same batch
+        assert curves["Adam"][0] == pytest.approx(2.35, abs=0.01)
+    assert big["Adam"].max() == big["Adam"][0]
+    assert big["no bias correction"].max() == pytest.approx(8.0, rel=0.05)
+    assert big["no bias correction"].max() > 3 * big["Adam"][0]  # "more than triples"
+    assert big["Adam"][-5:].mean() == pytest.approx(1.62, abs=0.02)
+    assert big["no bias correction"][-5:].mean() == pytest.approx(2.17, abs=0.03)
+    assert small["Adam"][-5:].mean() == pytest.approx(1.81, abs=0.02)
+    assert small["no bias correction"][-5:].mean() == pytest.approx(1.61, abs=0.02)
+
+
+# ============================================================== weight decay
+def test_l2_minimizer_is_stationary_and_unique():
+    task = af.scaled_logistic_task(n_train=300, n_test=10, seed=3)
+    lam = 0.05
+    theta = af.l2_minimizer(task, lam).requires_grad_()
+    cost = af.logistic_cost(theta, task.X_train, task.y_train) + lam / 2 * theta.pow(2).sum()
+    (grad,) = torch.autograd.grad(cost, theta)
+    assert grad.norm().item() < 1e-10
+    with pytest.raises(ValueError, match="Invalid weight_decay"):
+        af.l2_minimizer(task, 0.0)
+
+
+def test_task_and_fit_validation():
+    task = af.scaled_logistic_task()
+    assert task.X_train.shape == (af.WD_N_TRAIN, len(af.WD_SCALES))
+    assert task.X_test.shape == (af.WD_N_TEST, len(af.WD_SCALES))
+    np.testing.assert_allclose(task.X_train.std(0).numpy() / np.array(af.WD_SCALES), 1, atol=0.1)
+    assert set(task.y_train.unique().tolist()) == {0.0, 1.0}
+    with pytest.raises(ValueError, match="Invalid scales"):
+        af.scaled_logistic_task(scales=(1.0, -1.0))
+    with pytest.raises(ValueError, match="Invalid method"):
+        af.fit_logistic(task, "SGD")
+    with pytest.raises(ValueError, match="Invalid lambdas"):
+        af.weight_decay_experiment(task, lambdas=())
+
+
+def test_one_adamw_step_is_decay_then_adam():
+    task = af.scaled_logistic_task(n_train=50, n_test=10)
+    fit = af.fit_logistic(task, "AdamW", weight_decay=0.1, lr=0.05, steps=1)
+    theta = torch.zeros(len(af.WD_SCALES), dtype=torch.float64)  # θ₀ = 0: decay does nothing
+    g = torch.autograd.functional.jacobian(
+        lambda th: af.logistic_cost(th, task.X_train, task.y_train), theta)
+    adam_update(theta, g, {}, lr=0.05)
+    torch.testing.assert_close(fit.theta, theta, rtol=1e-12, atol=1e-14)
+
+
+@pytest.fixture(scope="module")
+def wd():
+    task = af.scaled_logistic_task()
+    fits = af.weight_decay_experiment(task)
+    minimizers = {lam: af.l2_minimizer(task, lam) for lam in af.WD_LAMBDAS}
+    return task, fits, minimizers
+
+
+def test_chapter_weight_decay_table(wd):
+    """The printed table: ‖θ‖, test accuracy, ‖θ − θ_L2‖/‖θ_L2‖."""
+    task, fits, minimizers = wd
+    table = {("Adam", 0.0): (51.4, 0.824, None),
+             ("Adam + L2", 1e-3): (5.79, 0.776, 0.012), ("AdamW", 1e-3): (50.4, 0.824, 8.2),
+             ("Adam + L2", 1e-2): (1.77, 0.757, 7.4e-5), ("AdamW", 1e-2): (42.6, 0.823, 24),
+             ("Adam + L2", 0.1): (0.551, 0.730, 5.1e-6), ("AdamW", 0.1): (14.8, 0.802, 27)}
+    assert set(fits) == set(table)
+    for key, (norm, acc, dist) in table.items():
+        fit = fits[key]
+        assert fit.norm == pytest.approx(norm, rel=5e-3), key
+        assert fit.test_accuracy == pytest.approx(acc, abs=1.5e-3), key
+        if dist is not None:
+            ref = minimizers[key[1]]
+            rel = (fit.theta - ref).norm().item() / ref.norm().item()
+            assert rel == pytest.approx(dist, rel=0.05), key
+
+
+def test_adam_l2_goes_to_the_l2_minimizer_and_adamw_does_not(wd):
+    task, fits, minimizers = wd
+    for lam in af.WD_LAMBDAS:
+        l2, w = fits[("Adam + L2", lam)], fits[("AdamW", lam)]
+        ref = minimizers[lam]
+        assert (l2.theta - ref).norm() < 0.02 * ref.norm()
+        assert (w.theta - ref).norm() > 5 * ref.norm()
+        assert w.norm > 5 * l2.norm  # "a much larger norm"
+        assert w.test_accuracy > l2.test_accuracy + 0.04  # "more accurate at every λ"
+    # the per-feature figure: Adam + L2 leaves the features of scale ≤ 0.1 almost unused
+    eff_l2 = fits[("Adam + L2", af.WD_LAMBDA)].effective_weights(task.scales)
+    eff_w = fits[("AdamW", af.WD_LAMBDA)].effective_weights(task.scales)
+    small = task.scales <= 0.1 + 1e-12
+    assert eff_l2[small].max() < 0.1 and eff_w[small].min() > 0.3
+    # "here the unregularised model is as good as AdamW"
+    assert fits[("Adam", 0.0)].test_accuracy >= fits[("AdamW", af.WD_LAMBDA)].test_accuracy
+
+
+# ============================================================== AMSGrad's counterexample
+def test_online_gradient_and_regret_closed_forms():
+    C = 3.0
+    assert [af.online_gradient(t, C) for t in range(1, 8)] == [3.0, -1, -1, 3.0, -1, -1, 3.0]
+    T = 30
+    np.testing.assert_allclose(af.average_regret(-np.ones(T), C)[2::3], 0.0, atol=1e-15)
+    np.testing.assert_allclose(af.average_regret(np.ones(T), C)[2::3], 2 * (C - 2) / 3, rtol=1e-12)
+    with pytest.raises(ValueError, match="Invalid t"):
+        af.online_gradient(0)
+    with pytest.raises(ValueError, match="Invalid C"):
+        af.online_counterexample(False, C=2.0)
+    with pytest.raises(ValueError, match="Invalid x0"):
+        af.online_counterexample(False, x0=1.5)
+
+
+def test_online_run_is_projected_adam_with_step_alpha_over_sqrt_t():
+    run = af.online_counterexample(False, steps=12)
+    x = torch.nn.Parameter(torch.zeros(1, dtype=torch.float64))
+    state, xs = {}, [0.0]
+    for t in range(1, 13):
+        with torch.no_grad():
+            adam_update(x, torch.tensor([af.online_gradient(t)], dtype=torch.float64), state,
+                        lr=af.ONLINE_LR / math.sqrt(t), betas=af.ONLINE_BETAS)
+            x.clamp_(-1, 1)
+        xs.append(x.item())
+    np.testing.assert_allclose(run.x, xs, rtol=1e-13, atol=1e-15)
+
+
+def test_chapter_amsgrad_numbers():
+    adam, ams = af.online_counterexample(False), af.online_counterexample(True)
+    assert len(adam.x) == af.ONLINE_STEPS + 1
+    assert adam.final_x == pytest.approx(0.991, abs=2e-3)  # the worst point
+    assert ams.final_x == pytest.approx(-0.993, abs=2e-3)  # the best point
+    assert adam.average_regret()[-1] == pytest.approx(0.673, rel=5e-3)
+    assert ams.average_regret()[-1] == pytest.approx(0.0335, rel=1e-2)
+    assert ams.average_regret()[-1] < ams.average_regret()[-100]  # still falling
+    last = adam.effective_lr[-3:]
+    assert last.max() / last.min() == pytest.approx(2.77, rel=1e-2)  # "almost 3"
+    np.testing.assert_allclose(last, [0.00716, 0.0156, 0.0197], rtol=1e-2)
+    assert not np.all(np.diff(adam.effective_lr) <= 0)
+    assert np.all(np.diff(ams.effective_lr) <= 0)  # AMSGrad's never increases
+    settle_adam = af.final_x_vs_beta2(af.ONLINE_BETA2S)
+    settle_ams = af.final_x_vs_beta2(af.ONLINE_BETA2S, amsgrad=True)
+    np.testing.assert_allclose(settle_adam, [0.991, 0.988, -0.560, -0.989, -0.989, -0.989],
+                               atol=2e-3)
+    np.testing.assert_allclose(settle_ams, [-0.993, -0.992, -0.991, -0.991, -0.990, -0.989],
+                               atol=2e-3)
+
+
+# ============================================================== NAdam
+def test_nadam_schedule_matches_the_rule_state():
+    theta, g, state = torch.zeros(1, dtype=torch.float64), torch.ones(1, dtype=torch.float64), {}
+    products = []
+    for _ in range(300):
+        nadam_update(theta, g, state, lr=1e-3)
+        products.append(state["mu_product"])
+    products = np.array(products)
+    measured = products / np.concatenate([[1.0], products[:-1]])
+    np.testing.assert_allclose(af.nadam_momentum_schedule(np.arange(1, 301)), measured,
+                               rtol=1e-10)
+    printed = {1: 0.45, 100: 0.457, 1000: 0.518, 10000: 0.812, 100000: 0.9}
+    for t, mu in printed.items():
+        assert af.nadam_momentum_schedule(t) == pytest.approx(mu, abs=6e-4)
+    with pytest.raises(ValueError, match="Invalid beta1"):
+        af.nadam_momentum_schedule(3, beta1=1.0)
+
+
+def test_adam_family_factories():
+    p = [torch.nn.Parameter(torch.zeros(2))]
+    for label, factory in af.ADAM_FAMILY.items():
+        opt = factory(p, lr=0.2, beta1=0.5, beta2=0.6)
+        assert opt.param_groups[0]["betas"] == (0.5, 0.6) and opt.param_groups[0]["lr"] == 0.2
+    assert af.ADAM_FAMILY["AMSGrad"](p).param_groups[0]["amsgrad"] is True
+    assert isinstance(af.ADAM_FAMILY["NAdam"](p), NAdam)
+    assert isinstance(af.ADAM_FAMILY["Adam without bias correction"](p), af.AdamNoBiasCorrection)
+
+
+def test_chapter_adam_vs_nadam_on_the_quadratic():
+    lrs = (0.1, 0.316, 1.0)
+    pair = {name: cmp.sweep_landscape("quadratic", name, lrs=lrs) for name in ("Adam", "NAdam")}
+    printed = {"Adam": (0.0059, 3.5e-6, 8.4e-6), "NAdam": (0.0079, 8.9e-9, 13.0)}
+    for name, gaps in printed.items():
+        for run, gap in zip(pair[name].runs, gaps):
+            assert not run.diverged
+            assert run.losses[-1] == pytest.approx(gap, rel=0.05)
+
+
+# ============================================================== comparison: units
+def test_make_optimizer():
+    p = [torch.nn.Parameter(torch.zeros(2))]
+    assert cmp.make_optimizer("Momentum", p, 0.1).param_groups[0]["momentum"] == cmp.MOMENTUM
+    assert type(cmp.make_optimizer("Momentum", p, 0.1)) is SGD
+    assert cmp.make_optimizer("AMSGrad", p, 0.1).param_groups[0]["amsgrad"] is True
+    assert type(cmp.make_optimizer("AdamW", p, 0.1)) is AdamW
+    assert cmp.make_optimizer("AdamW", p, 0.1).param_groups[0]["weight_decay"] == 0.01
+    assert type(cmp.make_optimizer("Adam", p, 0.1)) is Adam
+    with pytest.raises(ValueError, match="Invalid name"):
+        cmp.make_optimizer("LBFGS", p, 0.1)
+    with pytest.raises(ValueError, match="Invalid lr"):
+        cmp.make_optimizer("Adam", p, -0.1)
+
+
+def test_grids_and_landscapes():
+    assert cmp._grid(-0.5) == (0.1, 0.316, 1.0)
+    for land, row in cmp.LANDSCAPE_LRS.items():
+        assert set(row) == set(cmp.COMPARED)
+        J = cmp.make_landscape(land)
+        assert J.start.shape == (2,)
+    assert cmp.make_landscape("saddle").start.tolist() == [1.5, 0.01]
+    assert all(set(row) == set(cmp.COMPARED) for row in cmp.NET_LRS.values())
+    with pytest.raises(ValueError, match="Invalid problem"):
+        cmp.make_landscape("Himmelblau")
+
+
+def test_suboptimality_score_and_format_gap():
+    t = Trajectory(np.zeros((3, 2)), np.array([1.0, 1e-2, 1e-20]), np.zeros(3))
+    assert cmp.suboptimality_score(t, 0.0) == pytest.approx((0 - 2 - 10) / 3)
+    t.diverged = True
+    assert cmp.suboptimality_score(t, 0.0) == math.inf
+    assert cmp.format_gap(1e-12) == "< 1e-10"
+    assert cmp.format_gap(0.0123) == "0.012"
+    assert cmp.format_gap(math.inf) == "diverged"
+
+
+def test_sweep_landscape_picks_the_lowest_score():
+    s = cmp.sweep_landscape("quadratic", "SGD", lrs=(0.001, 0.03, 0.1), steps=40)
+    assert s.runs[2].diverged and s.scores[2] == math.inf  # above 2/λ_max = 0.04
+    assert s.best_lr == 0.03 and s.best is s.runs[1]
+    assert s.steps_to(1e-3) == s.best.first_step_below(1e-3)
+    with pytest.raises(ValueError, match="Invalid optimizer"):
+        cmp.sweep_landscape("quadratic", "Newton")
+    with pytest.raises(ValueError, match="Invalid lrs"):
+        cmp.sweep_landscape("quadratic", "SGD", lrs=(0.1, -1.0))
+    with pytest.raises(ValueError, match="Invalid landscape"):
+        cmp.sweep_landscape("Himmelblau", "SGD")
+
+
+def test_race_runs_at_the_scaled_tuned_lr():
+    import matplotlib.pyplot as plt
+    runs = cmp.race("saddle", ("SGD", "Adam"), lr_scale=2.0, steps=10,
+                    tuned={"saddle": {"SGD": 0.05, "Adam": 0.2}})
+    plt.close("all")
+    assert list(runs) == ["SGD, ε = 0.1", "Adam, ε = 0.4"]
+    assert all(r.steps == 10 for r in runs.values())
+    with pytest.raises(ValueError, match="Invalid optimizers"):
+        cmp.race("saddle", ("Rprop",))
+
+
+def test_results_table_layout():
+    s = cmp.sweep_landscape("saddle", "SGD", lrs=(0.1,), steps=5)
+    text = cmp.results_table({"saddle": {"SGD": s}})
+    lines = text.splitlines()
+    assert lines[0].split() == ["optimizer", "saddle:", "ε", "J", "-", "J*"]
+    assert lines[2].split()[:2] == ["SGD", "0.1"]
+    with pytest.raises(ValueError, match="Invalid landscapes/networks"):
+        cmp.results_table()
+
+
+# ============================================================== the grand comparison
+#: the chapter's table: landscape → optimizer → (tuned ε, final J − J*; 0.0 for < 1e-10)
+LANDSCAPE_TABLE = {
+    "Rosenbrock": {"SGD": (0.00316, 0.361), "Momentum": (0.00316, 0.00216),
+        "Adagrad": (3.16, 0.724), "RMSprop": (0.316, 0.719), "Adadelta": (10.0, 2.63),
+        "Adam": (1.0, 0.0448), "AMSGrad": (1.0, 0.048), "AdamW": (1.0, 0.115),
+        "NAdam": (0.316, 0.243)},
+    "Beale": {"SGD": (0.0316, 0.00214), "Momentum": (0.00316, 4.18e-05),
+        "Adagrad": (1.0, 0.00611), "RMSprop": (0.1, 0.00165), "Adadelta": (10.0, 0.109),
+        "Adam": (0.316, 3.22e-05), "AMSGrad": (0.316, 4.35e-05), "AdamW": (1.0, 0.0259),
+        "NAdam": (0.316, 3.06e-05)},
+    "quadratic": {"SGD": (0.0316, 2.09e-05), "Momentum": (0.01, 1.33e-07),
+        "Adagrad": (3.16, 4.2e-06), "RMSprop": (0.316, 3.36e-08), "Adadelta": (10.0, 0.00136),
+        "Adam": (1.0, 8.35e-06), "AMSGrad": (1.0, 1.66e-06), "AdamW": (1.0, 3.68e-05),
+        "NAdam": (0.316, 8.92e-09)},
+    "saddle": {"SGD": (0.316, 0.0), "Momentum": (0.1, 7.26e-07), "Adagrad": (1.0, 0.0),
+        "RMSprop": (0.1, 0.0), "Adadelta": (10.0, 0.00269), "Adam": (1.0, 1.56e-07),
+        "AMSGrad": (1.0, 4.71e-08), "AdamW": (1.0, 1.85e-06), "NAdam": (0.1, 0.0)},
+}
+#: model → optimizer → (tuned ε, test accuracy of that run)
+NETWORK_TABLE = {
+    "mlp": {"SGD": (1.0, 0.4562), "Momentum": (0.3, 0.5175), "Adagrad": (0.3, 0.5225),
+        "RMSprop": (0.01, 0.5100), "Adadelta": (10.0, 0.4813), "Adam": (0.03, 0.4875),
+        "AMSGrad": (0.03, 0.4888), "AdamW": (0.03, 0.4900), "NAdam": (0.03, 0.5050)},
+    "cnn": {"SGD": (1.0, 0.3588), "Momentum": (0.3, 0.6650), "Adagrad": (0.03, 0.4813),
+        "RMSprop": (0.003, 0.5000), "Adadelta": (10.0, 0.5925), "Adam": (0.01, 0.6062),
+        "AMSGrad": (0.01, 0.6012), "AdamW": (0.01, 0.6112), "NAdam": (0.01, 0.5975)},
+}
+#: model → optimizer → test accuracies for batch orders 0, 1, 2
+SPREAD = {
+    "mlp": {"Momentum": (0.5175, 0.5012, 0.4562), "Adam": (0.4875, 0.4913, 0.4938)},
+    "cnn": {"Momentum": (0.665, 0.6562, 0.64), "Adam": (0.6062, 0.5775, 0.5563)},
+}
+
+
+@pytest.fixture(scope="module")
+def landscape_results():
+    return {name: cmp.compare_on_landscape(name) for name in cmp.LANDSCAPES}
+
+
+@pytest.fixture(scope="module")
+def net_results(splits):
+    return {model: cmp.compare_on_mnist1d(model, splits) for model in cmp.NET_EPOCHS}
+
+
+def test_chapter_landscape_table(landscape_results):
+    for land, row in LANDSCAPE_TABLE.items():
+        for name, (lr, gap) in row.items():
+            s = landscape_results[land][name]
+            assert s.lrs == cmp.LANDSCAPE_LRS[land][name]
+            assert s.best_lr == lr, (land, name)
+            assert not s.best.diverged
+            if gap == 0.0:
+                assert s.final_gap < cmp.LANDSCAPE_FLOOR, (land, name)
+            else:
+                assert s.final_gap == pytest.approx(gap, rel=0.01), (land, name)
+
+
+def test_chapter_landscape_claims(landscape_results):
+    gaps = {land: {n: s.final_gap for n, s in sw.items()} for land, sw in landscape_results.items()}
+    assert min(gaps["Rosenbrock"], key=gaps["Rosenbrock"].get) == "Momentum"
+    assert min(gaps["quadratic"], key=gaps["quadratic"].get) == "NAdam"
+    assert {n for n, g in gaps["saddle"].items() if g < cmp.LANDSCAPE_FLOOR} == {
+        "SGD", "Adagrad", "RMSprop", "NAdam"}
+    escape = {n: s.steps_to() for n, s in landscape_results["saddle"].items()}
+    assert escape["Adagrad"] == escape["RMSprop"] == 6 and min(escape.values()) == 6
+    assert escape["SGD"] == 12 and escape["Adam"] == 14
+    for land in gaps:  # Adam is never the worst, its tuned ε is 0.316 or 1; Adadelta's 10
+        assert max(gaps[land], key=gaps[land].get) != "Adam"
+        assert landscape_results[land]["Adam"].best_lr in (0.316, 1.0)
+        assert landscape_results[land]["Adadelta"].best_lr == 10.0  # the top of its grid
+    # AdamW on Beale: its decay keeps it far from the minimum (3, 0.5)
+    assert gaps["Beale"]["AdamW"] > 100 * gaps["Beale"]["Adam"]
+
+
+def test_chapter_network_table(net_results):
+    for model, row in NETWORK_TABLE.items():
+        for name, (lr, acc) in row.items():
+            sweep = net_results[model][name]
+            assert sweep.lrs == cmp.NET_LRS[model][name]
+            assert sweep.best_lr == lr, (model, name)
+            assert sweep.best.test_accuracy == pytest.approx(acc, abs=0.01), (model, name)
+            assert len(sweep.best.history.epochs["epoch"]) == cmp.NET_EPOCHS[model]
+    cnn = {n: s.best.test_accuracy for n, s in net_results["cnn"].items()}
+    assert max(cnn, key=cnn.get) == "Momentum"
+    mlp = {n: s.best.test_accuracy for n, s in net_results["mlp"].items()}
+    assert min(mlp, key=mlp.get) == "SGD"
+    assert cnn["Momentum"] > max(cnn[n] for n in ("Adagrad", "RMSprop", "Adadelta", "Adam",
+                                                  "AMSGrad", "AdamW", "NAdam"))
+    for model in net_results:
+        accs = {n: s.best.test_accuracy for n, s in net_results[model].items()}
+        assert min(accs, key=accs.get) not in ("Adam", "Momentum")
+        assert net_results[model]["Adam"].best_lr in (0.01, 0.03)
+        assert net_results[model]["Adadelta"].best_lr == 10.0
+
+
+def test_chapter_seed_spread(net_results, splits):
+    spread = {}
+    for model, row in SPREAD.items():
+        for name, expected in row.items():
+            best = net_results[model][name].best
+            accs = np.concatenate([[best.test_accuracy],
+                                   cmp.seed_spread(model, name, best.lr, splits)])
+            np.testing.assert_allclose(accs, expected, atol=0.01)
+            spread[(model, name)] = accs
+    # "its worst batch order beats Adam's best" on the CNN
+    assert spread[("cnn", "Momentum")].min() > spread[("cnn", "Adam")].max()
+    # on the MLP all nine span 0.456–0.522, about as wide as momentum's three batch orders
+    mlp = np.array([s.best.test_accuracy for s in net_results["mlp"].values()])
+    assert mlp.min() == pytest.approx(0.456, abs=0.01)
+    assert mlp.max() == pytest.approx(0.522, abs=0.01)
+    momentum = spread[("mlp", "Momentum")]
+    assert abs((mlp.max() - mlp.min()) - (momentum.max() - momentum.min())) < 0.015
+    with pytest.raises(ValueError, match="Invalid seeds"):
+        cmp.seed_spread("mlp", "Adam", 0.01, splits, seeds=())
+
+
+def test_train_run_validates(splits):
+    with pytest.raises(ValueError, match="Invalid model"):
+        cmp.train_run("resnet", "Adam", 0.01, splits)
+    with pytest.raises(ValueError, match="Invalid model"):
+        cmp.make_model("resnet")
