@@ -49,7 +49,7 @@ _BAR_FORMAT = "{desc} {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt}"  # no rates
 class TrainingDiverged(FloatingPointError):
     """The loss or gradient norm became nan/inf; no update was made. ``.history``: the records."""
 
-    def __init__(self, message: str, history: "History"):
+    def __init__(self, message: str, history: "History | None" = None):  # default: picklable
         super().__init__(message)
         self.history = history
 
