@@ -1,0 +1,555 @@
+r"""Learning-rate schedules (Deep Learning book §8.3.1): chapter 13.
+
+SGD changes its learning rate over time, θ ← θ − ε_t g, and the sequence ε_1, ε_2, … is the
+*schedule*.  torch already has every classic one in ``torch.optim.lr_scheduler`` and they work
+with ``course_lib.optim``'s optimizers as with torch's (our optimizers re-read ``group["lr"]``
+at every step).  This module adds only what torch lacks:
+
+==================================  ===========================================================
+``linear_scaling_rule``             ε = ε₀ · B / B₀ (Goyal et al., 2017)
+``warmup_then``                     a linear warm-up in front of any schedule
+``make_schedule``                   the chapter's schedules by name, all with the same knobs
+                                    (final fraction of ε, warm-up steps, …) mapped onto torch's
+                                    classes
+``schedule_values``                 the ε a scheduler produces, step by step (for plots)
+``plot_schedule``                   draws ε_t / ε of one schedule (the chapter's widget)
+``dead_relu_units``                 units that output 0 on every example (the damage large
+                                    early steps do)
+``chapter_model``                   the chapter's network: the small 1-D CNN (torch's or He's θ₀)
+``train_with_schedule``             one MNIST-1D run under a schedule → :class:`ScheduleRun`
+``compare_schedules``               the same run under each schedule of ``COMPARE_KINDS``
+``seed_spread``                     one schedule, other seeds: how much a single run varies
+``early_sharpness``                 λ_max of the Hessian at θ₀ and after the first epoch
+``scaling_experiment``              small batch; large batch with ε₀; large batch with the
+                                    scaled ε, without and with warm-up
+==================================  ===========================================================
+
+A *factory* is a function ``optimizer -> scheduler`` (or ``-> None``: a constant ε).  Building
+schedules through factories lets the same description be used for a plot
+(:func:`schedule_values` builds it on a dummy optimizer) and for a training run
+(:func:`course_lib.train.train` steps it after every update).  Every scheduler here is stepped
+once per update, except ``ReduceLROnPlateau``, which ``train`` steps once per epoch with the
+validation loss.
+
+The chapter's settings are module constants (``COMPARE``, ``COMPARE_KINDS``, ``SCALING``), so
+``chapters/13_learning_rate_schedules.ipynb`` and ``tests/test_ch13_schedules.py`` run the same
+experiments.
+
+References: Goodfellow, Bengio & Courville (2016), *Deep Learning*, §8.3.1; Goyal et al. (2017),
+*Accurate, large minibatch SGD: training ImageNet in 1 hour*, arXiv:1706.02677; Loshchilov &
+Hutter (2017), *SGDR: stochastic gradient descent with warm restarts*, ICLR; Smith (2017),
+*Cyclical learning rates for training neural networks*, WACV; Smith & Topin (2019),
+*Super-convergence*, SPIE; He, Zhang, Ren & Sun (2015), *Delving deep into rectifiers*, ICCV.
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable, NamedTuple
+
+import numpy as np
+import torch
+from torch import nn
+from torch.optim import lr_scheduler as S
+
+from course_lib.data import mnist1d
+from course_lib.models import small_cnn
+from course_lib.optim import SGD
+from course_lib.train import History, TrainingDiverged, evaluate, train
+
+__all__ = [
+    "KINDS", "COMPARE_KINDS", "RunConfig", "COMPARE", "ScalingConfig", "SCALING",
+    "linear_scaling_rule", "warmup_then", "make_schedule", "schedule_values",
+    "plot_schedule", "he_normal_", "dead_relu_units", "chapter_model",
+    "ScheduleRun", "train_with_schedule", "compare_schedules", "seed_spread",
+    "Sharpness", "early_sharpness", "scaling_experiment", "SPREAD_SEEDS", "SHARPNESS_EXAMPLES",
+]
+
+Factory = Callable[[torch.optim.Optimizer], "S.LRScheduler | S.ReduceLROnPlateau | None"]
+
+#: the schedules :func:`make_schedule` knows
+KINDS = ("constant", "step", "exponential", "linear", "cosine", "cosine_restarts", "one_cycle",
+         "plateau")
+#: the schedules compared on the same training run
+COMPARE_KINDS = ("constant", "step", "exponential", "linear", "plateau", "cosine_restarts",
+                 "one_cycle")
+
+
+class RunConfig(NamedTuple):
+    """One MNIST-1D training run: data, network, optimizer (SGD with momentum α), budget."""
+    num_samples: int = 4000   # 3200 training, 800 validation signals
+    batch_size: int = 128     # B
+    epochs: int = 12
+    lr: float = 0.3           # ε, the peak learning rate of every schedule
+    momentum: float = 0.9     # α
+    seed: int = 0             # θ₀ and the batch order
+    init: str = "torch"       # θ₀ drawn as torch does, or "he" (see chapter_model)
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return math.ceil(round(self.num_samples * 0.8) / self.batch_size)
+
+    @property
+    def total_steps(self) -> int:
+        return self.epochs * self.steps_per_epoch
+
+
+class ScalingConfig(NamedTuple):
+    """The linear-scaling experiment: a small batch B₀ at ε₀, and a batch k·B₀."""
+    base_batch: int = 64      # B₀
+    base_lr: float = 0.05     # ε₀, tuned for B₀
+    batch: int = 512          # B = k B₀
+    epochs: int = 16          # the same number of epochs for every run
+    warmup_epochs: int = 5    # linear warm-up from ε₀ to k ε₀ (as Goyal et al., of 90 epochs)
+    momentum: float = 0.9
+    seed: int = 0
+    num_samples: int = 4000
+
+
+#: the schedule comparison of the chapter
+COMPARE = RunConfig()
+#: the large-batch experiment of the chapter
+SCALING = ScalingConfig()
+#: λ_max is measured on the cost over the first this many training examples (a sample of the
+#: training cost: each Hessian-vector product costs a forward and a backward pass over them)
+SHARPNESS_EXAMPLES = 1000
+#: further seeds of the constant schedule, to see how much one run's result varies
+SPREAD_SEEDS = (1, 2)
+
+
+def _check(name: str, value, ok: bool, expected: str):
+    if not ok:
+        raise ValueError(f"Invalid {name}: {value!r} (expected {expected})")
+
+
+def _is_int(x) -> bool:
+    return isinstance(x, (int, np.integer)) and not isinstance(x, bool)
+
+
+def _is_real(x) -> bool:
+    return isinstance(x, (int, float, np.floating, np.integer)) and not isinstance(x, bool)
+
+
+# ---------------------------------------------------------------------------------------------
+# What torch lacks: the scaling rule, a warm-up in front of anything, schedules by name
+
+def linear_scaling_rule(base_lr: float, base_batch: int, batch: int) -> float:
+    r"""The learning rate for batch size B when ε₀ works for B₀: ε = ε₀ · B / B₀.
+
+    Goyal et al. (2017, §2.1): k steps of SGD with B₀ examples and ε₀ move θ by
+    −ε₀ Σ_{j<k} g(θ_{t+j}); one step with k B₀ examples and k ε₀ moves it by −k ε₀ ḡ(θ_t).
+    The two agree when the gradient changes little over those k steps: not at the start
+    of training, hence the warm-up.
+    """
+    _check("base_lr", base_lr, _is_real(base_lr) and base_lr > 0, "a number > 0")
+    _check("base_batch", base_batch, _is_int(base_batch) and base_batch >= 1, "an int >= 1")
+    _check("batch", batch, _is_int(batch) and batch >= 1, "an int >= 1")
+    return float(base_lr) * batch / base_batch
+
+
+def _check_factory(factory):
+    _check("factory", factory, factory is None or callable(factory),
+           "None or a function optimizer -> scheduler")
+
+
+def warmup_then(factory: Factory | None, warmup_steps: int, start_factor: float = 0.1) -> Factory:
+    r"""A factory: ε rises linearly from ``start_factor``·ε to ε over ``warmup_steps`` steps,
+    then ``factory``'s schedule takes over (None: ε stays constant).
+
+    .. math::
+
+        \epsilon_t = \epsilon\,\Big(s + (1 - s)\frac{t - 1}{w}\Big) \quad (t \le w), \qquad
+        \epsilon_t = \text{the schedule's } (t - w)\text{-th value} \quad (t > w).
+
+    Built from torch's ``LinearLR`` and ``SequentialLR``; ReduceLROnPlateau cannot follow a
+    warm-up (SequentialLR cannot pass it the metric).  Goyal et al. (2017) start at
+    s = 1/k, i.e. at the small-batch rate ε₀.
+    """
+    _check_factory(factory)
+    _check("warmup_steps", warmup_steps, _is_int(warmup_steps) and warmup_steps >= 1, "an int >= 1")
+    _check("start_factor", start_factor, _is_real(start_factor) and 0 < start_factor <= 1,
+           "a number in (0, 1]")
+
+    def build(optimizer):
+        warm = S.LinearLR(optimizer, start_factor, 1.0, total_iters=warmup_steps)
+        after = factory(optimizer) if factory is not None else None
+        if after is None:  # after the ramp LinearLR keeps the factor 1: a constant ε
+            return warm
+        if isinstance(after, S.ReduceLROnPlateau):
+            raise ValueError("Invalid factory: ReduceLROnPlateau cannot follow a warm-up "
+                             "(SequentialLR cannot pass it the validation loss)")
+        return S.SequentialLR(optimizer, [warm, after], milestones=[warmup_steps])
+    return build
+
+
+def _constant(step: int) -> float:
+    return 1.0
+
+
+def _peak_lr(optimizer) -> float:
+    """ε of group 0 before any scheduler touched it (torch keeps it as "initial_lr")."""
+    group = optimizer.param_groups[0]
+    return float(group.get("initial_lr", group["lr"]))
+
+
+def make_schedule(kind: str, total_steps: int, *, final_fraction: float = 0.01,
+                  warmup_steps: int | None = None, warmup_start: float = 0.1, drops: int = 2,
+                  cycles: int = 3, cycle_mult: int = 1, factor: float = 0.1,
+                  patience: int = 0) -> Factory:
+    r"""A factory for schedule ``kind`` over ``total_steps`` updates, with the peak ε the
+    optimizer's ``lr``.  The same knobs for every kind, each mapped onto a torch class:
+
+    ====================  ======================================================================
+    ``constant``          ε_t = ε                                  (``LambdaLR`` of 1)
+    ``step``              ε × f^(j/drops) in the j-th of drops + 1 equal stretches (``StepLR``)
+    ``exponential``       ε_t = ε f^((t−1)/D)                     (``ExponentialLR``)
+    ``linear``            from ε to f ε in D steps, the book's eq. 8.14 (``LinearLR``)
+    ``cosine``            ε_t = fε + (ε − fε)(1 + cos(π(t−1)/D))/2 (``CosineAnnealingLR``)
+    ``cosine_restarts``   SGDR: the cosine over ``cycles`` periods, each ``cycle_mult`` times
+                          the previous, restarting at ε (``CosineAnnealingWarmRestarts``)
+    ``one_cycle``         up from ``warmup_start``·ε to ε in ``warmup_steps`` (default 30 % of
+                          the steps), then a cosine down to f ε (``OneCycleLR``, no momentum
+                          cycling, so that only ε differs from the other schedules)
+    ``plateau``           ε ← ``factor``·ε when the validation loss has not improved for more
+                          than ``patience`` epochs (``ReduceLROnPlateau``; stepped per epoch)
+    ====================  ======================================================================
+
+    f = ``final_fraction`` (the book suggests ε_τ ≈ 1 % of ε₀); w = ``warmup_steps`` (0 unless
+    given, except for one_cycle); D = ``total_steps`` − w, the steps left to the decay.  With
+    w > 0 the decaying kinds get a linear warm-up from ``warmup_start``·ε in front
+    (:func:`warmup_then`).  cosine and SGDR take their floor f ε from group 0's ε.
+    """
+    _check("kind", kind, kind in KINDS, f"one of {KINDS}")
+    _check("total_steps", total_steps, _is_int(total_steps) and total_steps >= 1, "an int >= 1")
+    _check("final_fraction", final_fraction, _is_real(final_fraction) and 0 < final_fraction <= 1,
+           "a number in (0, 1]")
+    _check("warmup_start", warmup_start, _is_real(warmup_start) and 0 < warmup_start <= 1,
+           "a number in (0, 1]")
+    for name, value in (("drops", drops), ("cycles", cycles), ("cycle_mult", cycle_mult),
+                        ("patience", patience)):
+        _check(name, value, _is_int(value) and value >= (0 if name == "patience" else 1),
+               "an int >= 0" if name == "patience" else "an int >= 1")
+    _check("factor", factor, _is_real(factor) and 0 < factor < 1, "a number in (0, 1)")
+    if warmup_steps is None:
+        warmup_steps = max(1, round(0.3 * total_steps)) if kind == "one_cycle" else 0
+    _check("warmup_steps", warmup_steps, _is_int(warmup_steps) and 0 <= warmup_steps < total_steps,
+           f"an int in [0, total_steps={total_steps})")
+    if kind == "one_cycle":
+        _check("warmup_steps", warmup_steps, warmup_steps >= 1, "an int >= 1 for one_cycle: its rise")
+    if kind == "plateau":
+        _check("warmup_steps", warmup_steps, warmup_steps == 0, "0 for plateau (see warmup_then)")
+    f, w = float(final_fraction), warmup_steps
+    D = total_steps - w  # the steps left to the schedule after the warm-up
+
+    def build(opt):
+        if kind == "constant":
+            return S.LambdaLR(opt, _constant)
+        if kind == "step":
+            return S.StepLR(opt, step_size=math.ceil(D / (drops + 1)), gamma=f ** (1 / drops))
+        if kind == "exponential":
+            return S.ExponentialLR(opt, gamma=f ** (1 / D))
+        if kind == "linear":
+            return S.LinearLR(opt, 1.0, f, total_iters=D)
+        if kind == "cosine":
+            return S.CosineAnnealingLR(opt, T_max=D, eta_min=f * _peak_lr(opt))
+        if kind == "cosine_restarts":
+            m = cycle_mult  # periods T₀, m T₀, m² T₀, … that add up to D
+            T0 = math.ceil(D / cycles) if m == 1 else math.ceil(D * (m - 1) / (m ** cycles - 1))
+            return S.CosineAnnealingWarmRestarts(opt, T_0=T0, T_mult=m, eta_min=f * _peak_lr(opt))
+        if kind == "one_cycle":
+            peaks = [g.get("initial_lr", g["lr"]) for g in opt.param_groups]
+            return S.OneCycleLR(opt, max_lr=peaks, total_steps=total_steps,
+                                pct_start=w / total_steps, anneal_strategy="cos",
+                                div_factor=1 / warmup_start, final_div_factor=warmup_start / f,
+                                cycle_momentum=False)
+        return S.ReduceLROnPlateau(opt, mode="min", factor=factor, patience=patience)
+
+    if w > 0 and kind not in ("one_cycle", "plateau"):
+        return warmup_then(build, w, warmup_start)
+    return build
+
+
+def schedule_values(factory: Factory | None, steps: int, *, lr: float = 1.0,
+                    metrics=None) -> np.ndarray:
+    """ε_1 … ε_steps: the learning rate each of ``steps`` updates would use, shape (steps,).
+
+    Builds the scheduler on a dummy optimizer (one zero parameter, SGD with ``lr`` and
+    momentum 0.9) and steps it as :func:`course_lib.train.train` does.  With the default
+    ``lr=1`` the values are fractions of the peak ε.  ReduceLROnPlateau needs ``metrics``,
+    one validation loss per step (per epoch in training); other schedulers ignore it.
+    """
+    _check_factory(factory)
+    _check("steps", steps, _is_int(steps) and steps >= 1, "an int >= 1")
+    _check("lr", lr, _is_real(lr) and lr > 0, "a number > 0")
+    theta = nn.Parameter(torch.zeros(1))
+    optimizer = SGD([theta], lr=lr, momentum=0.9)
+    scheduler = factory(optimizer) if factory is not None else None
+    plateau = isinstance(scheduler, S.ReduceLROnPlateau)
+    if plateau:
+        _check("metrics", metrics, metrics is not None and len(metrics) == steps,
+               f"one value per step ({steps}) for ReduceLROnPlateau")
+    values = np.empty(steps)
+    for t in range(steps):
+        values[t] = optimizer.param_groups[0]["lr"]
+        optimizer.step()  # no gradient: θ stays; keeps torch from warning about the order
+        if plateau:
+            scheduler.step(float(metrics[t]))
+        elif scheduler is not None:
+            scheduler.step()
+    return values
+
+
+def plot_schedule(kind: str = "cosine_restarts", final_fraction: float = 0.01,
+                  warmup_steps: int = 0, cycles: int = 3, drops: int = 2,
+                  total_steps: int = 300, ax=None) -> np.ndarray:
+    """Draw ε_t / ε of :func:`make_schedule` over ``total_steps`` updates (log scale) with its
+    mean, the fraction of a constant schedule's total step length it spends; return the
+    values.  The drawing function of the chapter's widget: every argument but ``ax`` can be a
+    control of :func:`course_lib.widgets.interactive_plot`.  ``warmup_steps=0`` gives
+    one_cycle its default rise (30 % of the steps)."""
+    import matplotlib.pyplot as plt
+
+    _check("kind", kind, kind in KINDS and kind != "plateau",
+           "a kind of make_schedule other than 'plateau' (it follows the data, not a formula)")
+    if kind == "one_cycle" and warmup_steps == 0:
+        warmup_steps = None  # its default rise
+    values = schedule_values(make_schedule(kind, total_steps, final_fraction=final_fraction,
+                                           warmup_steps=warmup_steps, cycles=cycles, drops=drops),
+                             total_steps)
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6.5, 3.6))
+    ax.plot(np.arange(1, total_steps + 1), values, color="tab:blue")
+    ax.axhline(values.mean(), color="gray", ls=":", label=f"mean ε_t / ε = {values.mean():.2f}")
+    ax.set_yscale("log")
+    ax.set_ylim(min(values.min(), final_fraction) / 1.5, 1.5)
+    ax.set_xlabel("update t")
+    ax.set_ylabel("ε_t / ε (log scale)")
+    ax.set_title(f"{kind}: the budget buys a mean step of {values.mean():.2f} ε")
+    ax.legend(loc="lower left")
+    return values
+
+
+# ---------------------------------------------------------------------------------------------
+# The chapter's training runs
+
+@torch.no_grad()
+def he_normal_(model: nn.Module, generator: torch.Generator | None = None) -> nn.Module:
+    """He et al. (2015) initialization, in place: every Linear/Conv1d weight ~ N(0, 2/fan_in),
+    biases 0 (the initialization of the ResNets in Goyal et al., 2017).  Returns the model.
+
+    Larger than torch's default U(±1/√fan_in) (variance 1/(3 fan_in)): the network starts
+    sharper, which is when a large first step does harm and a warm-up helps.
+    """
+    layers = [m for m in model.modules() if isinstance(m, (nn.Linear, nn.Conv1d))]
+    _check("model", type(model).__name__, bool(layers), "a model with Linear or Conv1d layers")
+    for layer in layers:
+        fan_in = layer.weight[0].numel()  # in_features, or in_channels * kernel_size
+        layer.weight.normal_(0.0, math.sqrt(2.0 / fan_in), generator=generator)
+        if layer.bias is not None:
+            layer.bias.zero_()
+    return model
+
+
+@torch.no_grad()
+def dead_relu_units(model: nn.Module, X: torch.Tensor) -> list[tuple[int, int]]:
+    """(dead, total) for each ReLU of ``model`` on the inputs ``X``.
+
+    A unit (a feature of a Linear layer, a channel of a Conv1d layer) is dead if the ReLU
+    outputs 0 for every example (and every position): no gradient reaches its incoming
+    weights any more, so SGD cannot revive it.
+    """
+    relus = [m for m in model.modules() if isinstance(m, nn.ReLU)]
+    _check("model", type(model).__name__, bool(relus), "a model with nn.ReLU modules")
+    alive = {}
+
+    def record(module, inputs, output):
+        active = output.gt(0)  # (N, C) or (N, C, L)
+        if active.ndim > 2:
+            active = active.flatten(2).any(-1)  # a channel is alive if active at any position
+        alive[module] = active.any(0)  # … for any example: (C,)
+
+    handles = [m.register_forward_hook(record) for m in relus]
+    was_training = model.training
+    model.eval()
+    try:
+        model(X)
+    finally:
+        model.train(was_training)
+        for h in handles:
+            h.remove()
+    return [(int((~alive[m]).sum()), int(alive[m].numel())) for m in relus if m in alive]
+
+
+def chapter_model(seed: int = 0, init: str = "torch") -> nn.Sequential:
+    """The chapter's network: ``small_cnn()`` (1 → 16 → 32 channels, 5 898 parameters), drawn
+    from a generator seeded with ``seed``: torch's default initialization, or ``init="he"``
+    (:func:`he_normal_`)."""
+    _check("seed", seed, _is_int(seed) and seed >= 0, "an int >= 0")
+    _check("init", init, init in ("torch", "he"), "'torch' or 'he'")
+    gen = torch.Generator().manual_seed(seed)
+    model = small_cnn(generator=gen)
+    return he_normal_(model, gen) if init == "he" else model
+
+
+class ScheduleRun(NamedTuple):
+    """One training run.  ``lr``: ε_t of every update; ``train_loss``: the cost on the whole
+    training set at the end (inf if the run diverged); ``val_loss``, ``val_accuracy`` on the
+    validation set at the end; ``dead_units``: dead ReLU units at the end, all layers."""
+    label: str
+    history: History
+    lr: np.ndarray
+    train_loss: float
+    val_loss: float
+    val_accuracy: float
+    diverged: bool
+    dead_units: int
+
+
+def train_with_schedule(factory: Factory | None, config: RunConfig = COMPARE, label: str = "",
+                        lr: float | None = None) -> ScheduleRun:
+    """Train :func:`chapter_model` on MNIST-1D with SGD (momentum ``config.momentum``) under
+    the schedule ``factory`` (None: constant ε), through :func:`course_lib.train.train`.
+
+    ``lr`` overrides the config's peak ε.  The data: ``mnist1d(config.num_samples, seed=0)``,
+    its test split as the validation set; ``config.seed`` draws θ₀ and the batch order.  On
+    the CPU, so that the numbers are those the chapter prints.  A divergence
+    (TrainingDiverged) is caught: the run is returned with ``diverged=True`` and inf losses.
+    """
+    _check_factory(factory)
+    _check("config", type(config).__name__, isinstance(config, RunConfig), "a RunConfig")
+    lr = config.lr if lr is None else lr
+    _check("lr", lr, _is_real(lr) and lr > 0, "a number > 0")
+    data = mnist1d(config.num_samples, seed=0)
+    model = chapter_model(config.seed, config.init)
+    loss_fn = nn.CrossEntropyLoss()
+    optimizer = SGD(model.parameters(), lr=lr, momentum=config.momentum)
+    scheduler = factory(optimizer) if factory is not None else None
+    try:
+        hist = train(model, loss_fn, optimizer, data.train, epochs=config.epochs,
+                     batch_size=config.batch_size, val_data=data.test, scheduler=scheduler,
+                     seed=config.seed, device="cpu")
+        diverged = False
+    except TrainingDiverged as err:
+        hist, diverged = err.history, True
+    if diverged:
+        train_loss = val_loss = math.inf
+        val_accuracy = math.nan
+    else:
+        train_loss = evaluate(model, loss_fn, data.train)["loss"]
+        val_loss, val_accuracy = hist.epochs["val_loss"][-1], hist.epochs["val_accuracy"][-1]
+    dead = sum(d for d, _ in dead_relu_units(model, data.X_train))
+    return ScheduleRun(label, hist, np.asarray(hist.steps["lr"]), train_loss, val_loss,
+                       val_accuracy, diverged, dead)
+
+
+def compare_schedules(kinds=COMPARE_KINDS, config: RunConfig = COMPARE) -> dict[str, ScheduleRun]:
+    """The same run (data, θ₀, batch order, peak ε, number of steps) under each schedule of
+    ``kinds``, each made by :func:`make_schedule` with its defaults: kind → ScheduleRun."""
+    kinds = tuple(kinds)
+    _check("kinds", kinds, bool(kinds) and all(k in KINDS for k in kinds), f"a subset of {KINDS}")
+    return {k: train_with_schedule(make_schedule(k, config.total_steps), config, label=k)
+            for k in kinds}
+
+
+def seed_spread(kind: str = "constant", seeds=SPREAD_SEEDS,
+                config: RunConfig = COMPARE) -> dict[int, ScheduleRun]:
+    """The run of :func:`compare_schedules` for one schedule, repeated with other seeds (θ₀
+    and batch order): seed → ScheduleRun.  The spread of the results is the scale below which
+    two schedules cannot be told apart from one run each."""
+    seeds = tuple(seeds)
+    _check("seeds", seeds, bool(seeds) and all(_is_int(s) and s >= 0 for s in seeds),
+           "a non-empty sequence of ints >= 0")
+    return {s: train_with_schedule(make_schedule(kind, config.total_steps),
+                                   config._replace(seed=s), label=f"{kind}, seed {s}")
+            for s in seeds}
+
+
+def _scaling_plan(config: ScalingConfig) -> dict[str, tuple[RunConfig, Factory, float]]:
+    """name → (RunConfig, schedule factory, peak ε) of each run of :func:`scaling_experiment`."""
+    _check("config", type(config).__name__, isinstance(config, ScalingConfig), "a ScalingConfig")
+    _check("batch", config.batch, _is_int(config.batch) and config.batch > config.base_batch,
+           f"an int > base_batch={config.base_batch}")
+    _check("warmup_epochs", config.warmup_epochs,
+           _is_int(config.warmup_epochs) and 1 <= config.warmup_epochs < config.epochs,
+           f"an int in [1, epochs={config.epochs})")
+    k = config.batch / config.base_batch
+    big_lr = linear_scaling_rule(config.base_lr, config.base_batch, config.batch)
+    small = RunConfig(config.num_samples, config.base_batch, config.epochs, config.base_lr,
+                      config.momentum, config.seed, init="he")
+    large = small._replace(batch_size=config.batch, lr=big_lr)
+    warm = config.warmup_epochs * large.steps_per_epoch
+
+    def cosine(cfg, **kw):  # every run ends with a cosine down to 0.1 % of its peak
+        return make_schedule("cosine", cfg.total_steps, final_fraction=1e-3, **kw)
+
+    return {
+        "small batch": (small, cosine(small), config.base_lr),
+        "large batch, ε₀": (large, cosine(large), config.base_lr),
+        "large batch, kε₀": (large, cosine(large), big_lr),
+        "large batch, kε₀ + warm-up": (large, cosine(large, warmup_steps=warm, warmup_start=1 / k),
+                                       big_lr),
+    }
+
+
+def scaling_experiment(config: ScalingConfig = SCALING) -> dict[str, ScheduleRun]:
+    r"""Goyal et al.'s recipe on MNIST-1D: every run lasts ``config.epochs`` epochs and its ε
+    follows a cosine down to 0.1 % of its peak; θ₀ is He-initialized (:func:`chapter_model`).
+
+    * ``"small batch"``: B₀ and ε₀;
+    * ``"large batch, ε₀"``: B = k B₀ with the same ε₀ (k times fewer, equally long steps);
+    * ``"large batch, kε₀"``: the linear scaling rule, from the first step on;
+    * ``"large batch, kε₀ + warm-up"``: the same, after a linear warm-up from ε₀ to kε₀
+      over ``warmup_epochs``.
+    """
+    return {name: train_with_schedule(factory, cfg, name, lr=lr)
+            for name, (cfg, factory, lr) in _scaling_plan(config).items()}
+
+
+class Sharpness(NamedTuple):
+    """λ_max of the Hessian of the training cost: ``initial`` at θ₀, then after the first
+    ``epochs`` epochs of the large-batch run ``warm`` with and ``cold`` without warm-up."""
+    initial: float
+    warm: float
+    cold: float
+    momentum: float
+    epochs: int
+
+    def lr_limit(self, lam_max: float) -> float:
+        """2(1 + α)/λ_max: the largest ε for which SGD with momentum α is stable on a
+        quadratic of curvature λ_max."""
+        return 2 * (1 + self.momentum) / lam_max
+
+
+def _top_eigenvalue(model, data, seed: int, iters: int, n: int = SHARPNESS_EXAMPLES) -> float:
+    from course_lib.curvature import top_eigenvalue
+
+    loss = nn.CrossEntropyLoss()(model(data.X_train[:n]), data.y_train[:n])
+    lam, _ = top_eigenvalue(loss, list(model.parameters()), iters=iters,
+                            generator=torch.Generator().manual_seed(seed))
+    return float(lam)
+
+
+def early_sharpness(config: ScalingConfig = SCALING, epochs: int = 1,
+                    iters: int = 30) -> Sharpness:
+    r"""λ_max at the θ₀ of :func:`scaling_experiment`, and after its first ``epochs`` epochs with
+    and without warm-up (the same runs, stopped early: same θ₀, batches and ε_t).
+
+    λ_max by power iteration on Hessian-vector products, of the cost over the first
+    ``SHARPNESS_EXAMPLES`` training examples (:func:`course_lib.curvature.top_eigenvalue`).  On a quadratic of curvature λ, heavy-ball
+    SGD θ ← θ − εg + α(θ − θ_prev) converges iff 0 < ελ < 2(1 + α): a step above that limit
+    grows along the top eigenvector instead of shrinking (chapter 3 has α = 0, chapter 10 the
+    momentum case).
+    """
+    plan = _scaling_plan(config)
+    _check("epochs", epochs, _is_int(epochs) and 1 <= epochs <= config.epochs,
+           f"an int in [1, {config.epochs}]")
+    _check("iters", iters, _is_int(iters) and iters >= 1, "an int >= 1")
+    data = mnist1d(config.num_samples, seed=0)
+    lams = [_top_eigenvalue(chapter_model(config.seed, "he"), data, config.seed, iters)]
+    for name in ("large batch, kε₀ + warm-up", "large batch, kε₀"):
+        cfg, factory, lr = plan[name]
+        model = chapter_model(cfg.seed, "he")
+        optimizer = SGD(model.parameters(), lr=lr, momentum=cfg.momentum)
+        train(model, nn.CrossEntropyLoss(), optimizer, data.train, epochs=epochs,
+              batch_size=cfg.batch_size, scheduler=factory(optimizer), seed=cfg.seed, device="cpu")
+        lams.append(_top_eigenvalue(model, data, config.seed, iters))
+    return Sharpness(*lams, momentum=config.momentum, epochs=epochs)

@@ -1,0 +1,418 @@
+"""Chapter 13 (learning-rate schedules): course_lib.schedules against closed forms and torch,
+and every number the notebook chapters/13_learning_rate_schedules.ipynb prints, measured by
+the same calls with the same (default) arguments."""
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from course_lib import schedules as sched
+from course_lib.models import mlp
+from course_lib.momentum import convergence_factor
+from course_lib.optim import SGD
+from course_lib.train import train
+
+T = sched.COMPARE.total_steps  # 300
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """As in the notebook: one thread, so that the runs round exactly as there."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def values(kind, steps=30, **kw):
+    return sched.schedule_values(sched.make_schedule(kind, steps, **kw), steps)
+
+
+# ---------------------------------------------------------------------------------------------
+# the linear scaling rule
+
+def test_linear_scaling_rule():
+    assert sched.linear_scaling_rule(0.05, 64, 512) == pytest.approx(0.4, rel=1e-15)
+    assert sched.linear_scaling_rule(0.1, 256, 8192) == pytest.approx(3.2, rel=1e-15)  # Goyal et al.
+    assert sched.linear_scaling_rule(0.2, 128, 32) == pytest.approx(0.05, rel=1e-15)  # smaller batch
+
+
+# ---------------------------------------------------------------------------------------------
+# make_schedule against the closed forms of its docstring
+
+def test_constant_is_one():
+    np.testing.assert_array_equal(values("constant"), np.ones(30))
+
+
+def test_exponential_closed_form():
+    t = np.arange(30)
+    np.testing.assert_allclose(values("exponential", final_fraction=0.05), 0.05 ** (t / 30), rtol=1e-12)
+
+
+def test_linear_is_the_books_eq_8_14():
+    t = np.arange(30)
+    np.testing.assert_allclose(values("linear", final_fraction=0.01), 1 - 0.99 * t / 30, rtol=1e-12)
+    # the same ε_k as chapter 9's linear_decay_lr with τ = T, final ratio f
+    from course_lib.sgd_theory import linear_decay_lr
+    np.testing.assert_allclose(values("linear", final_fraction=0.01), linear_decay_lr(1.0, 30, 30, 0.01),
+                               rtol=1e-12)
+
+
+def test_cosine_closed_form():
+    t, f = np.arange(30), 0.02
+    expected = f + (1 - f) * (1 + np.cos(np.pi * t / 30)) / 2
+    np.testing.assert_allclose(values("cosine", final_fraction=f), expected, rtol=1e-10, atol=1e-12)
+
+
+def test_step_decay_divides_by_the_same_factor_each_drop():
+    v = values("step", final_fraction=0.01, drops=2)
+    np.testing.assert_allclose(v, np.repeat([1.0, 0.1, 0.01], 10), rtol=1e-12)
+    v = values("step", 40, final_fraction=0.001, drops=3)
+    np.testing.assert_allclose(v, np.repeat([1.0, 0.1, 0.01, 0.001], 10), rtol=1e-12)
+
+
+def test_cosine_restarts_repeats_the_cosine():
+    v, f = values("cosine_restarts", final_fraction=0.01, cycles=3), 0.01
+    t = np.arange(10)
+    one = f + (1 - f) * (1 + np.cos(np.pi * t / 10)) / 2
+    np.testing.assert_allclose(v, np.tile(one, 3), rtol=1e-10, atol=1e-12)
+    # T_mult = 2: periods 10, 20, 40 add up to 70; restarts (ε back to 1) at t = 10 and 30
+    v = values("cosine_restarts", 70, cycles=3, cycle_mult=2)
+    assert [i for i in range(1, 70) if v[i] > v[i - 1]] == [10, 30]
+
+
+def test_one_cycle_rises_then_anneals_to_f():
+    v = values("one_cycle", 100, final_fraction=0.01, warmup_steps=30, warmup_start=0.04)
+    assert v[0] == pytest.approx(0.04, rel=1e-12)
+    assert v.max() == pytest.approx(1.0, rel=1e-12)
+    assert int(np.argmax(v)) == 29  # the rise lasts warmup_steps updates
+    assert v[-1] == pytest.approx(0.01, rel=1e-9)
+    assert np.all(np.diff(v[:30]) > 0) and np.all(np.diff(v[29:]) < 0)
+    # default: 30 % of the steps
+    assert int(np.argmax(values("one_cycle", 200))) == 59
+
+
+def test_warmup_then_ramps_and_hands_over():
+    inner = sched.make_schedule("exponential", 20, final_fraction=0.1)
+    v = sched.schedule_values(sched.warmup_then(inner, 10, start_factor=0.2), 30)
+    np.testing.assert_allclose(v[:10], 0.2 + 0.8 * np.arange(10) / 10, rtol=1e-12)
+    np.testing.assert_allclose(v[10:], sched.schedule_values(inner, 20), rtol=1e-12)
+    # without a schedule after it: constant at ε
+    v = sched.schedule_values(sched.warmup_then(None, 5, 0.5), 12)
+    np.testing.assert_allclose(v, [0.5, 0.6, 0.7, 0.8, 0.9] + [1.0] * 7, rtol=1e-12)
+    # make_schedule's warmup_steps is warmup_then in front of the decay over the rest
+    a = values("cosine", 40, warmup_steps=8, warmup_start=0.25)
+    b = sched.schedule_values(sched.warmup_then(sched.make_schedule("cosine", 32), 8, 0.25), 40)
+    np.testing.assert_allclose(a, b, rtol=1e-12)
+
+
+def test_plateau_follows_torchs_rule():
+    # patience 0: cut by γ after every epoch that does not improve on the best
+    metrics = [3.0, 2.0, 2.5, 1.0, 1.0, 0.5, 0.6, 0.7]
+    v = sched.schedule_values(sched.make_schedule("plateau", 8, factor=0.5), 8, metrics=metrics)
+    np.testing.assert_allclose(v, [1, 1, 1, 0.5, 0.5, 0.25, 0.25, 0.125])
+    # patience 1: only after two epochs in a row without improvement
+    metrics = [3.0, 2.0, 2.5, 2.6, 1.0, 1.0, 0.5, 0.6]
+    v = sched.schedule_values(sched.make_schedule("plateau", 8, factor=0.5, patience=1), 8,
+                              metrics=metrics)
+    np.testing.assert_allclose(v, [1, 1, 1, 1, 0.5, 0.5, 0.5, 0.5])
+
+
+def test_schedule_values_scales_with_lr_and_accepts_none():
+    np.testing.assert_allclose(sched.schedule_values(sched.make_schedule("linear", 10), 10, lr=0.3),
+                               0.3 * values("linear", 10), rtol=1e-12)
+    np.testing.assert_array_equal(sched.schedule_values(None, 4, lr=0.5), [0.5] * 4)
+
+
+# ---------------------------------------------------------------------------------------------
+# the schedules drive course_lib's optimizers exactly as torch's
+
+@pytest.mark.parametrize("kind, kw", [("cosine_restarts", {"warmup_steps": 6}),
+                                      ("one_cycle", {}), ("step", {"warmup_steps": 3})])
+def test_same_schedule_same_run_on_torch_sgd(kind, kw):
+    gen = torch.Generator().manual_seed(0)
+    X = torch.randn(64, 5, generator=gen, dtype=torch.float64)
+    y = torch.randint(0, 3, (64,), generator=gen)
+    runs = []
+    for opt_class in (SGD, torch.optim.SGD):
+        model = mlp(5, (8,), 3, generator=torch.Generator().manual_seed(1)).double()
+        opt = opt_class(model.parameters(), lr=0.2, momentum=0.9)
+        factory = sched.make_schedule(kind, 40, **kw)
+        hist = train(model, nn.CrossEntropyLoss(), opt, (X, y), epochs=5, batch_size=8,
+                     scheduler=factory(opt), device="cpu")
+        runs.append((hist, torch.cat([p.detach().reshape(-1) for p in model.parameters()])))
+    (h_ours, p_ours), (h_torch, p_torch) = runs
+    assert h_ours.steps["lr"] == h_torch.steps["lr"]
+    torch.testing.assert_close(p_ours, p_torch, rtol=1e-12, atol=1e-12)
+    # and train() used exactly the ε_t that schedule_values predicts
+    np.testing.assert_allclose(h_ours.steps["lr"],
+                               sched.schedule_values(sched.make_schedule(kind, 40, **kw), 40, lr=0.2),
+                               rtol=1e-12)
+
+
+# ---------------------------------------------------------------------------------------------
+# He initialization, dead units, the stability limit
+
+def test_he_normal_has_variance_2_over_fan_in():
+    layer = nn.Linear(200, 2000)
+    sched.he_normal_(layer, torch.Generator().manual_seed(0))
+    assert layer.weight.std().item() == pytest.approx(math.sqrt(2 / 200), rel=0.01)
+    assert torch.count_nonzero(layer.bias) == 0
+    conv = nn.Conv1d(16, 500, 5)
+    sched.he_normal_(conv, torch.Generator().manual_seed(0))
+    assert conv.weight.std().item() == pytest.approx(math.sqrt(2 / 80), rel=0.02)
+    # chapter_model: the same draws from the same seed, He's only where asked
+    a, b = sched.chapter_model(3, "he"), sched.chapter_model(3, "he")
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
+
+
+def test_chapter_model_inits_differ():
+    he, default = sched.chapter_model(3, "he"), sched.chapter_model(3)
+    # He: std √(2/fan_in); torch: U(±1/√fan_in), std 1/√(3 fan_in): √6 ≈ 2.4 times smaller
+    ratio = he[3].weight.std() / default[3].weight.std()
+    assert 2.0 < ratio < 2.9
+    assert sum(p.numel() for p in he.parameters()) == 5898
+
+
+def test_dead_relu_units_counts_units_that_never_fire():
+    model = mlp(4, (6, 5), 2, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        model[0].bias[[1, 4]] = -1e3  # two units of the first layer never fire
+        model[2].weight[3] = 0.0
+        model[2].bias[3] = -1.0       # one of the second
+    X = torch.randn(50, 4, generator=torch.Generator().manual_seed(1))
+    assert sched.dead_relu_units(model, X) == [(2, 6), (1, 5)]
+    cnn = sched.chapter_model(0)
+    with torch.no_grad():
+        cnn[1].bias[[0, 7, 9]] = -1e3  # three channels of the first conv layer
+    counts = sched.dead_relu_units(cnn, torch.randn(20, 40, generator=torch.Generator().manual_seed(2)))
+    assert counts[0] == (3, 16) and counts[1][1] == 32
+
+
+def test_stability_limit_is_where_heavy_ball_stops_converging():
+    s = sched.Sharpness(initial=20.0, warm=4.0, cold=3.0, momentum=0.9, epochs=1)
+    limit = s.lr_limit(20.0)
+    assert limit == pytest.approx(0.19)
+    assert convergence_factor([20.0], limit * 0.99, momentum=0.9) < 1
+    assert convergence_factor([20.0], limit * 1.01, momentum=0.9) > 1
+
+
+def test_a_diverging_run_is_reported_not_raised():
+    run = sched.train_with_schedule(None, sched.COMPARE._replace(epochs=1), lr=1e8)
+    assert run.diverged and run.train_loss == math.inf and math.isnan(run.val_accuracy)
+    assert 1 <= len(run.history.steps["step"]) < sched.COMPARE.steps_per_epoch
+    assert all(math.isfinite(v) for v in run.history.steps["loss"])  # records up to the last good step
+
+
+# ---------------------------------------------------------------------------------------------
+# invalid inputs: a ValueError naming the argument
+
+@pytest.mark.parametrize("call, match", [
+    (lambda: sched.linear_scaling_rule(0, 64, 128), "base_lr"),
+    (lambda: sched.linear_scaling_rule(0.1, 0, 128), "base_batch"),
+    (lambda: sched.linear_scaling_rule(0.1, 64, 12.5), "batch"),
+    (lambda: sched.make_schedule("triangle", 10), "kind"),
+    (lambda: sched.make_schedule("linear", 0), "total_steps"),
+    (lambda: sched.make_schedule("linear", 10, final_fraction=0), "final_fraction"),
+    (lambda: sched.make_schedule("linear", 10, warmup_steps=10), "warmup_steps"),
+    (lambda: sched.make_schedule("one_cycle", 10, warmup_steps=0), "warmup_steps"),
+    (lambda: sched.make_schedule("plateau", 10, warmup_steps=2), "warmup_steps"),
+    (lambda: sched.make_schedule("cosine_restarts", 10, cycles=0), "cycles"),
+    (lambda: sched.make_schedule("plateau", 10, factor=1.0), "factor"),
+    (lambda: sched.make_schedule("linear", 10, warmup_start=0.0), "warmup_start"),
+    (lambda: sched.warmup_then(None, 0), "warmup_steps"),
+    (lambda: sched.warmup_then("cosine", 5), "factory"),
+    (lambda: sched.warmup_then(None, 5, start_factor=2.0), "start_factor"),
+    (lambda: sched.schedule_values(None, 0), "steps"),
+    (lambda: sched.schedule_values(sched.make_schedule("plateau", 5), 5), "metrics"),
+    (lambda: sched.schedule_values(sched.make_schedule("plateau", 5), 5, metrics=[1.0]), "metrics"),
+    (lambda: sched.chapter_model(0, "xavier"), "init"),
+    (lambda: sched.dead_relu_units(nn.Linear(2, 2), torch.zeros(1, 2)), "model"),
+    (lambda: sched.he_normal_(nn.ReLU()), "model"),
+    (lambda: sched.train_with_schedule(None, sched.SCALING), "config"),
+    (lambda: sched.compare_schedules(("constant", "cyclic")), "kinds"),
+    (lambda: sched.seed_spread(seeds=()), "seeds"),
+    (lambda: sched.scaling_experiment(sched.SCALING._replace(batch=32)), "batch"),
+    (lambda: sched.scaling_experiment(sched.SCALING._replace(warmup_epochs=0)), "warmup_epochs"),
+    (lambda: sched.early_sharpness(epochs=0), "epochs"),
+    (lambda: sched.plot_schedule("plateau"), "kind"),
+    (lambda: sched.plot_schedule("linear", total_steps=0), "total_steps"),
+])
+def test_invalid_arguments(call, match):
+    with pytest.raises(ValueError, match=f"Invalid {match}"):
+        call()
+
+
+def test_plateau_cannot_follow_a_warmup():
+    factory = sched.warmup_then(sched.make_schedule("plateau", 10), 3)
+    with pytest.raises(ValueError, match="ReduceLROnPlateau"):
+        sched.schedule_values(factory, 10, metrics=[1.0] * 10)
+
+
+def test_plot_schedule_draws_and_returns_the_values():
+    import matplotlib.pyplot as plt
+    from course_lib.widgets import interactive_plot
+
+    fig, ax = plt.subplots()
+    v = sched.plot_schedule("exponential", final_fraction=0.1, total_steps=100, ax=ax)
+    np.testing.assert_allclose(v, values("exponential", 100, final_fraction=0.1), rtol=1e-12)
+    np.testing.assert_allclose(ax.lines[0].get_ydata(), v)
+    assert "0.40" in ax.get_title()  # the mean: (1 − 0.1)/(100 (1 − 0.1^(1/100))) ≈ 0.395
+    plt.close(fig)
+    # as the notebook wires it: one_cycle with the warm-up slider at 0 gets its default rise
+    import ipywidgets as W
+    w = interactive_plot(sched.plot_schedule, kind=["one_cycle", "linear"],
+                         warmup_steps=W.IntSlider(value=0, min=0, max=50))
+    np.testing.assert_allclose(w.result, values("one_cycle", 300), rtol=1e-12)
+    w.controls["kind"].value = "linear"
+    np.testing.assert_allclose(w.result, values("linear", 300), rtol=1e-12)
+
+
+# ---------------------------------------------------------------------------------------------
+# The chapter's numbers: section 1 (shapes)
+
+def test_section1_mean_and_last_values():
+    shapes = {"step": ({}, 0.37, 0.01), "exponential": ({}, 0.22, 0.0102),
+              "linear": ({}, 0.51, 0.0133), "cosine_restarts": ({}, 0.51, 0.0102),
+              "one_cycle": ({}, 0.52, 0.01), "cosine": ({"warmup_steps": 50}, 0.51, 0.01)}
+    for kind, (kw, mean, last) in shapes.items():
+        v = sched.schedule_values(sched.make_schedule(kind, T, **kw), T)
+        assert f"{v.mean():.2f}" == f"{mean:.2f}", kind
+        assert f"{v[-1]:.3g}" == f"{last:.3g}", kind
+    # the exponential loses a factor e every T / ln 100 ≈ 65 updates
+    assert T / math.log(100) == pytest.approx(65, abs=0.5)
+
+
+# ---------------------------------------------------------------------------------------------
+# section 2 (the same run under each schedule) and section 3 (plateau)
+
+@pytest.fixture(scope="module")
+def runs():
+    return sched.compare_schedules()
+
+
+@pytest.fixture(scope="module")
+def spread():
+    return sched.seed_spread()
+
+
+def test_section2_runs(runs):
+    assert tuple(runs) == sched.COMPARE_KINDS
+    assert all(not r.diverged for r in runs.values())
+    got = {k: r.train_loss for k, r in runs.items()}
+    expected = {"constant": 0.213, "step": 0.301, "exponential": 0.465, "linear": 0.109,
+                "plateau": 0.0667, "cosine_restarts": 0.131, "one_cycle": 0.0947}
+    for kind, value in expected.items():  # the printed table, to the seed-to-seed spread
+        assert got[kind] == pytest.approx(value, rel=0.3), kind
+    # the mean step of each run, from the ε_t train() recorded
+    means = {k: r.lr.mean() / sched.COMPARE.lr for k, r in runs.items()}
+    assert f"{means['plateau']:.2f}" == "0.78" and f"{means['constant']:.2f}" == "1.00"
+    # train() stepped each schedule exactly as schedule_values predicts
+    np.testing.assert_allclose(runs["one_cycle"].lr,
+                               sched.schedule_values(sched.make_schedule("one_cycle", T), T,
+                                                     lr=sched.COMPARE.lr), rtol=1e-12)
+
+
+def test_section2_claims(runs, spread):
+    constant = [runs["constant"].train_loss] + [r.train_loss for r in spread.values()]
+    assert constant[1:] == pytest.approx([0.187, 0.222], rel=0.3)
+    width = max(constant) - min(constant)
+    # ending small, late: about half the constant's loss, below all three constant runs
+    for kind in ("linear", "one_cycle"):
+        assert runs[kind].train_loss < min(constant), kind
+        assert runs[kind].train_loss < 0.65 * runs["constant"].train_loss, kind
+        assert runs[kind].val_loss < runs["constant"].val_loss, kind
+    # decaying early: exponential worse than all constant runs, step no better than them
+    assert runs["exponential"].train_loss > max(constant)
+    assert runs["step"].train_loss > min(constant)
+    # SGDR and plateau: below the constant runs here; the four within ~2 spreads of each other
+    four = [runs[k].train_loss for k in ("linear", "plateau", "cosine_restarts", "one_cycle")]
+    assert max(four) < min(constant)
+    assert max(four) - min(four) < 2.5 * width
+    # validation accuracy hardly separates the constant run and the four
+    acc = [runs[k].val_accuracy for k in ("constant", "linear", "plateau", "cosine_restarts",
+                                          "one_cycle")]
+    assert max(acc) - min(acc) < 0.05
+    # the constant's training loss jumps at epoch 10 (noise floor)
+    e = runs["constant"].history.epochs["train_loss"]
+    assert e[9] > e[8]
+
+
+def test_section3_plateau(runs):
+    plateau = runs["plateau"]
+    val = np.array(plateau.history.epochs["val_loss"])
+    lr_epoch = plateau.lr[:: sched.COMPARE.steps_per_epoch]
+    drops = [e + 1 for e in range(1, len(lr_epoch)) if lr_epoch[e] < lr_epoch[e - 1]]
+    assert drops == [10]
+    assert lr_epoch[-1] == pytest.approx(0.03)  # cut tenfold
+    assert val[8] > val[7]  # the rise that triggered it
+    assert val[9] < 0.7 * val[8]  # and the loss fell at once
+    # identical to the constant run until the drop
+    np.testing.assert_array_equal(plateau.lr[:9 * 25], runs["constant"].lr[:9 * 25])
+    replay = sched.schedule_values(sched.make_schedule("plateau", T), len(val),
+                                   lr=sched.COMPARE.lr, metrics=val)
+    np.testing.assert_allclose(replay, lr_epoch, rtol=1e-12)
+
+
+# ---------------------------------------------------------------------------------------------
+# section 4 (large batches)
+
+@pytest.fixture(scope="module")
+def scaling():
+    return sched.scaling_experiment()
+
+
+@pytest.fixture(scope="module")
+def sharp():
+    return sched.early_sharpness()
+
+
+def test_section4_sharpness(sharp):
+    cfg = sched.SCALING
+    big_lr = sched.linear_scaling_rule(cfg.base_lr, cfg.base_batch, cfg.batch)
+    limit0 = sharp.lr_limit(sharp.initial)
+    assert sharp.initial == pytest.approx(36.7, rel=0.05)
+    assert limit0 == pytest.approx(0.104, rel=0.05)
+    assert cfg.base_lr / limit0 == pytest.approx(0.48, abs=0.03)  # ε₀ is below the limit …
+    assert big_lr / limit0 == pytest.approx(3.9, abs=0.2)         # … kε₀ almost 4 times above
+    # after one epoch both runs are far flatter: kε₀ is below the new limits
+    assert sharp.warm == pytest.approx(2.92, rel=0.3) and sharp.cold == pytest.approx(2.59, rel=0.3)
+    assert sharp.lr_limit(sharp.warm) > big_lr and sharp.lr_limit(sharp.cold) > big_lr
+    assert sharp.initial > 5 * max(sharp.warm, sharp.cold)
+
+
+def test_section4_scaling(scaling, sharp):
+    small, unscaled = scaling["small batch"], scaling["large batch, ε₀"]
+    cold, warm = scaling["large batch, kε₀"], scaling["large batch, kε₀ + warm-up"]
+    assert not any(r.diverged for r in scaling.values())
+    assert small.train_loss == pytest.approx(0.136, rel=0.3)
+    assert unscaled.train_loss == pytest.approx(1.08, rel=0.2)
+    assert cold.train_loss == pytest.approx(0.449, rel=0.3)
+    assert warm.train_loss == pytest.approx(0.239, rel=0.3)
+    # the unscaled large batch is far behind; without warm-up the scaled one fails badly
+    assert unscaled.train_loss > 3 * small.train_loss
+    assert cold.train_loss / warm.train_loss == pytest.approx(1.9, abs=0.4)
+    assert cold.train_loss > 1.5 * warm.train_loss
+    # with warm-up the validation accuracy is close to the small batch's; without, it is not
+    assert small.val_accuracy == pytest.approx(0.835, abs=0.03)
+    assert abs(warm.val_accuracy - small.val_accuracy) < 0.03
+    assert cold.val_accuracy < warm.val_accuracy - 0.05
+    # dead units: 16 of 48 without warm-up, 2 with
+    assert cold.dead_units >= 10 and warm.dead_units <= 4
+    assert cold.dead_units == pytest.approx(16, abs=6) and warm.dead_units == pytest.approx(2, abs=2)
+    assert small.dead_units <= 2 and unscaled.dead_units <= 2
+    # the first updates: an overshoot and a collapse of ‖g‖ without warm-up, not with it
+    c, w = cold.history.steps, warm.history.steps
+    assert c["loss"][1] > c["loss"][0] and w["loss"][1] < w["loss"][0]
+    assert c["grad_norm"][4] < c["grad_norm"][1] / 10
+    assert w["grad_norm"][4] > w["grad_norm"][1] / 3
+    # the warm-up: 35 updates from ε₀ to kε₀; after one epoch ε has reached only 0.12,
+    # above θ₀'s stability limit but far below the limit after that epoch
+    assert warm.lr[0] == pytest.approx(0.05) and warm.lr[35] == pytest.approx(0.4)
+    assert f"{warm.lr[7]:.2g}" == "0.12"
+    assert sharp.lr_limit(sharp.initial) < warm.lr[7] < sharp.lr_limit(sharp.warm)
+    # the cold run falls behind from epoch 8 on
+    ec, ew = cold.history.epochs["train_loss"], warm.history.epochs["train_loss"]
+    assert ec[6] < ew[6] and all(a > b for a, b in zip(ec[7:], ew[7:]))
