@@ -35,7 +35,6 @@ Minsky & Papert (1969), *Perceptrons*.
 """
 from __future__ import annotations
 
-import contextlib
 import itertools
 import math
 from typing import Callable, NamedTuple, Sequence
@@ -49,6 +48,7 @@ from course_lib.data import (GaussianClassificationTask, PolynomialRegressionTas
 from course_lib.landscapes import Landscape, Quadratic
 from course_lib.models import mlp
 from course_lib.optim import Adam, sgd_update
+from course_lib.utils import single_thread
 
 __all__ = [
     "NOISE", "NOISE_STDS", "BIAS", "LR_DECAY", "SEPARABLE", "LOGISTIC", "GAUSSIAN", "MOUNTAIN",
@@ -88,17 +88,6 @@ DESCENT = dict(lr=0.2, steps=1500, radius=6.0, tol=1e-3)
 #: the capacity experiment: n-bit parity, hidden widths, seeds, Adam's ε and T
 PARITY = dict(n_bits=4, widths=(2, 4, 6, 8, 16, 32), seeds=tuple(range(12)), lr=0.03,
               steps=500)
-
-
-@contextlib.contextmanager
-def _one_thread():
-    """Tiny tensors: a thread pool costs more than it gives, so use one thread meanwhile."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def _check_positive(name: str, value, integer: bool = False) -> None:
@@ -176,7 +165,7 @@ def noisy_sgd(landscape: Landscape, lr: float | Callable[[int], float], steps: i
     theta = theta0.to(torch.float64).reshape(1, n).repeat(runs, 1)  # (R, n)
     gen = torch.Generator().manual_seed(seed)
     path, lrs, state = [theta.clone()], [], {}
-    with _one_thread(), torch.no_grad():
+    with single_thread(), torch.no_grad():
         for t in range(1, steps + 1):
             eps_t = float(schedule(t)) if schedule is not None else float(lr)
             if not eps_t > 0:
@@ -524,7 +513,7 @@ def fit_gaussian_precision(degree: int, n: int = GAUSSIAN["n"],
     log_beta = torch.zeros((), dtype=torch.float64, requires_grad=True)
     opt = Adam([w, log_beta], lr=lr)
     nll, beta, mse = [], [], []
-    with _one_thread():
+    with single_thread():
         for t in range(steps + 1):
             opt.zero_grad()
             r = Phi @ w - y
@@ -682,7 +671,7 @@ def descend_from(landscape: Landscape, starts, lr: float = DESCENT["lr"],
     arrival = torch.full((K,), -1, dtype=torch.long)
     state: dict = {}
     paths = [theta0.clone()] if keep_paths else None
-    with _one_thread(), torch.no_grad():
+    with single_thread(), torch.no_grad():
         for t in range(steps + 1):
             newly = (arrival < 0) & (landscape.value(theta) - landscape.min_value < tol)
             arrival[newly] = t

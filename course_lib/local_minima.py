@@ -26,7 +26,6 @@ Safran & Shamir (2018), ICML; Dinh, Pascanu, Bengio & Bengio (2017), ICML.
 """
 from __future__ import annotations
 
-import contextlib
 import copy
 import math
 from dataclasses import dataclass
@@ -40,6 +39,7 @@ from course_lib.curvature import hessian_matrix
 from course_lib.landscapes import Landscape, LocalMinima, run_optimizer
 from course_lib.models import mlp
 from course_lib.optim import SGD
+from course_lib.utils import single_thread
 
 __all__ = [
     "TASK", "SMALL_HIDDEN", "WIDE_HIDDEN", "SEEDS", "TRAINING", "CRITICAL_RATIO", "TILT",
@@ -68,18 +68,6 @@ TRAINING = dict(steps=1000, lr=0.05, momentum=0.9)
 CRITICAL_RATIO = 1e-6
 #: the tilt a of the double well J(x, y) = (x² − 1)² + a x + y², and GD's default ε on it
 TILT, BASIN_LR = 0.5, 0.05
-
-
-@contextlib.contextmanager
-def _one_thread():
-    """Tiny tensors: waking a thread pool costs more than it gives (on a busy 2-core machine
-    we measured 20× slower with 2 threads), so run on one thread and restore afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 # ----------------------------------------------------------------------------------------
@@ -322,7 +310,7 @@ def gd_basins(landscape: Landscape, lr: float = BASIN_LR, steps: int = 300,
     X, Y = torch.meshgrid(x, y, indexing="xy")
     theta = torch.stack([X, Y], dim=-1).reshape(-1, 2)  # (R², 2), one row per start
     buf = None
-    with _one_thread():
+    with single_thread():
         for _ in range(steps):
             g = landscape.grad(theta)
             buf = g if buf is None or momentum == 0 else momentum * buf + g
@@ -543,7 +531,7 @@ def train_from_many_seeds(X: torch.Tensor, y: torch.Tensor, hidden: Sequence[int
     tensors = list(params.values())
     opt = optimizer(tensors, **hyper)
     losses, grad_norms = [], []
-    with _one_thread():
+    with single_thread():
         for t in range(steps + 1):
             for p in tensors:
                 p.grad = None
@@ -666,7 +654,7 @@ def inspect_end_point(runs: SeedRuns, i: int, X: torch.Tensor, y: torch.Tensor,
     def loss():
         return ((model(X) - y) ** 2).mean()
 
-    with _one_thread():
+    with single_thread():
         H = hessian_matrix(loss, model)
     return EndPoint(float(runs.final_losses[i]), float(runs.grad_norms[-1, i]),
                     float(stationarity_ratio(runs.grad_norms[:, i])),

@@ -44,7 +44,6 @@ arXiv:1412.6558.
 """
 from __future__ import annotations
 
-import contextlib
 import math
 from typing import NamedTuple, Sequence
 
@@ -53,6 +52,7 @@ import numpy as np
 import torch
 
 from course_lib.models import VanillaRNN
+from course_lib.utils import single_thread
 
 __all__ = [
     "matrix_with_eigenvalues", "eigen_power", "power_iterates", "power_norms",
@@ -97,20 +97,6 @@ def _check_positive(name: str, value) -> float:
             or not value > 0 or not math.isfinite(value):
         raise ValueError(f"Invalid {name}: {value!r} (expected a finite number > 0)")
     return float(value)
-
-
-@contextlib.contextmanager
-def _one_thread():
-    """Run torch on one thread, then restore the setting.  The batched products below are
-    small: on a shared 2-core machine, waking a second thread costs more than it saves (we
-    measured 20-40x slower runs under load), and the result no longer depends on the
-    machine's thread count."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def _square(name: str, W) -> torch.Tensor:
@@ -401,7 +387,7 @@ def _backprop(width: int, depth: int, trials: int, shared: bool, scale: float, s
     u = u / u.norm(dim=1, keepdim=True)
     h = torch.randn(trials, n, dtype=torch.float64, generator=gen).requires_grad_(True)
     hs = [h]
-    with _one_thread():
+    with single_thread():
         W = W_first = None
         for _ in range(depth):  # `trials` networks at once: h (trials, n), W (trials, n, n)
             if W is None or not shared:  # shared: draw once and reuse in every layer

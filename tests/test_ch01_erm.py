@@ -10,15 +10,6 @@ from course_lib import erm
 from course_lib.data import PolynomialRegressionTask
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """The chapter runs on tiny tensors with one thread (as the notebook does); restore after."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def task():
     return PolynomialRegressionTask(noise_std=erm.POLY_NOISE_STD)

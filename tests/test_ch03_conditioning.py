@@ -21,15 +21,6 @@ from course_lib.optim import SGD
 F64 = torch.float64
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """The notebook runs with one thread; so do we (restored afterwards)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 # ======================================================================================
 # Unit tests of the library functions
 # ======================================================================================

@@ -15,15 +15,6 @@ P2_EXACT = (2 - math.sqrt(2)) / 4          # P(2 × 2 GOE matrix ≻ 0)
 P3_EXACT = (math.pi - 2 * math.sqrt(2)) / (4 * math.pi)  # n = 3, by integrating the density
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small tensors: one thread is faster, and the numbers do not depend on it."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 # ------------------------------------------------------------------------------ index
 def test_hessian_index_and_classification_of_diagonal_matrices():
     cases = [([1.0, 2.0, 3.0], 0.0, "minimum"), ([-1.0, -2.0], 1.0, "maximum"),

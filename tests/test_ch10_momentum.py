@@ -22,15 +22,6 @@ from course_lib.optim import SGD
 F64 = torch.float64
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """The notebook runs with one thread; so do we (restored afterwards)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def sweep():
     return mom.rate_sweep()  # the notebook's sweep: κ = 10 … 10⁴, n = 1000, tol = 10⁻⁶

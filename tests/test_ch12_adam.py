@@ -18,15 +18,6 @@ from course_lib.landscapes import Trajectory
 from course_lib.optim import SGD, Adam, AdamW, NAdam, RMSprop, adam_update, nadam_update
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # the notebook runs with one thread; so do its numbers here (restored afterwards)
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def splits():
     return cmp.mnist1d_splits()

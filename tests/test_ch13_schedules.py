@@ -17,15 +17,6 @@ from course_lib.train import train
 T = sched.COMPARE.total_steps  # 300
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """As in the notebook: one thread, so that the runs round exactly as there."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def values(kind, steps=30, **kw):
     return sched.schedule_values(sched.make_schedule(kind, steps, **kw), steps)
 

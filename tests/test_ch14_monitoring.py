@@ -22,15 +22,6 @@ from course_lib.train import History, train
 matplotlib.use("Agg")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """The notebook runs with one thread; so do we (restored afterwards)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 # ======================================================================================
 # Helpers: histories built by hand
 # ======================================================================================
