@@ -568,6 +568,19 @@ class Trajectory:
         return int(hits[0]) if hits.size else None
 
 
+def _record(theta, loss, g, path: list, losses: list, grad_norms: list,
+            max_loss: float) -> bool:
+    """Append iterate θ, J(θ) and ‖g‖ to the record if they are finite.  Returns False when
+    the run has diverged (something non-finite, or J(θ) > max_loss), True to go on."""
+    finite = bool(torch.isfinite(loss) and torch.isfinite(theta).all()
+                  and torch.isfinite(g).all())
+    if finite:
+        path.append(theta.clone().numpy())
+        losses.append(loss.item())
+        grad_norms.append(g.norm().item())
+    return finite and loss.item() <= max_loss
+
+
 def run_optimizer(landscape: Landscape, optimizer: Callable, start=None, steps: int = 100, *,
                   clip_grad_norm: float | None = None, clip_grad_value: float | None = None,
                   scheduler: Callable | None = None, max_loss: float = 1e10,
@@ -618,14 +631,7 @@ def run_optimizer(landscape: Landscape, optimizer: Callable, start=None, steps: 
     diverged = False
     for t in range(steps + 1):
         loss = closure()
-        g = theta.grad
-        finite = bool(torch.isfinite(loss) and torch.isfinite(theta).all()
-                      and torch.isfinite(g).all())
-        if finite:
-            path.append(theta.detach().clone().numpy())
-            losses.append(loss.item())
-            grad_norms.append(g.norm().item())
-        if not finite or loss.item() > max_loss:
+        if not _record(theta.detach(), loss, theta.grad, path, losses, grad_norms, max_loss):
             diverged = True
             break
         if t == steps:
@@ -681,13 +687,7 @@ def newton_path(landscape: Landscape, start=None, steps: int = 20, damping: floa
     diverged = False
     for t in range(steps + 1):
         loss, g = landscape.value(theta), landscape.grad(theta)
-        finite = bool(torch.isfinite(theta).all() and torch.isfinite(loss)
-                      and torch.isfinite(g).all())
-        if finite:
-            path.append(theta.numpy().copy())
-            losses.append(loss.item())
-            grad_norms.append(g.norm().item())
-        if not finite or loss.item() > max_loss:
+        if not _record(theta, loss, g, path, losses, grad_norms, max_loss):
             diverged = True
             break
         if t == steps:
