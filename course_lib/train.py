@@ -16,11 +16,22 @@ Contract
   of parameter group 0 used for that step; train_loss is the mean of the epoch's minibatch
   losses, train_accuracy the fraction of its examples classified right while training.
   Missing values are nan.  Epochs cut short by max_steps are not recorded.
+* Device: training runs where the model's parameters are, unless `device=` says otherwise (then
+  the model is moved there); the data are moved to that device.  So a chapter experiment that
+  builds its model on the CPU trains on the CPU on every machine, and a student who wants the
+  GPU writes ``model.to(get_device())`` (or passes ``device="cuda"``).
 * Determinism: on the CPU two identical calls give bit-identical parameters and history (a fresh
-  run also seeds torch's global RNG, which dropout uses, with `seed`).
-* Divergence: loss and gradient norm are checked before every update (one host sync per step,
-  the same one torch's GradScaler makes); if either is nan/inf no update is made and
-  TrainingDiverged is raised: the parameters are the last finite ones, ``err.history`` the records.
+  run also seeds torch's global RNG, which dropout uses, with `seed`).  On CUDA some kernels are
+  nondeterministic; ``deterministic=True`` trains under :func:`course_lib.utils.deterministic`
+  (torch.use_deterministic_algorithms and what it needs), and then two calls agree bit for bit.
+* Divergence: loss and gradient norm are checked for every step, and no update is ever made from
+  a step where either is nan/inf: TrainingDiverged is raised, naming the step and ε, with the
+  parameters and the optimizer's state those of the last good step and ``err.history`` the
+  records up to it.  How: with an optimizer that can skip a step on the device (torch's
+  ``fused=True`` Adam, AdamW, SGD, Adagrad: the ``found_inf`` protocol of GradScaler) the check
+  runs on the device, a bad step and every step after it are skipped there, and the host reads
+  the values every few steps (no host sync per step, which is what costs on a GPU); with any
+  other optimizer the host reads loss and norms before every update (one sync per step).
 * Checkpoints (every `checkpoint_every` steps and at the end) hold everything the loop needs;
   ``resume=True`` continues bit-identically from one.  With a DataLoader this holds when its
   batches draw nothing from torch's global RNG beyond its shuffling (no random augmentation).
@@ -39,11 +50,13 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from course_lib.utils import deterministic as deterministic_algorithms
 from course_lib.utils import get_device
 
 METRICS = ("accuracy",)
 _MONITORS = ("val_loss", "val_accuracy", "train_loss", "train_accuracy")
 _BAR_FORMAT = "{desc} {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt}"  # no rates, no times
+_READ_EVERY = 64  # steps between host reads when the non-finite check runs on the device
 
 
 class TrainingDiverged(FloatingPointError):
@@ -134,6 +147,13 @@ def _prepare(data, name: str, device: torch.device):
     return data
 
 
+def _model_device(model) -> torch.device:
+    """Where the model's parameters (else buffers) live; the CPU for a model without either."""
+    for t in (*model.parameters(), *model.buffers()):
+        return t.device
+    return torch.device("cpu")
+
+
 def _epoch_batches(data, batch_size: int, shuffle: bool, gen: torch.Generator, skip: int = 0):
     """The minibatches of one epoch from batch number `skip` on; the order is drawn now."""
     if isinstance(data, tuple):
@@ -173,10 +193,7 @@ def evaluate(model, loss_fn, data, *, batch_size: int = 1024, metrics=METRICS, d
     """
     _check("batch_size", batch_size, _is_int(batch_size) and batch_size >= 1, "an int >= 1")
     _check("metrics", tuple(metrics), set(metrics) <= set(METRICS), f"a subset of {METRICS}")
-    if device is None:  # where the model is
-        first = next(model.parameters(), None)
-        device = first.device if first is not None else "cpu"
-    device = get_device(device)
+    device = _model_device(model) if device is None else get_device(device)
     data = _prepare(data, "data", device)
     if isinstance(data, tuple):
         data = zip(data[0].split(batch_size), data[1].split(batch_size))
@@ -202,7 +219,7 @@ def train(model, loss_fn, optimizer, train_data, *, epochs=1, max_steps=None, ba
           val_data=None, scheduler=None, scheduler_interval="step", clip_grad_norm=None,
           clip_grad_value=None, early_stopping=None, metrics=METRICS, device=None, amp=False,
           seed=0, shuffle=True, progress=False, eval_every=None, checkpoint_path=None,
-          checkpoint_every=None, resume=False, overwrite=False) -> History:
+          checkpoint_every=None, resume=False, overwrite=False, deterministic=False) -> History:
     """Train `model` in place; return its History.  The contract is in the module docstring.
 
     train_data, val_data  (X, y) tensors, or a DataLoader of (X, y) batches
@@ -212,7 +229,9 @@ def train(model, loss_fn, optimizer, train_data, *, epochs=1, max_steps=None, ba
     clip_grad_norm=c      rescale g so that ‖g‖₂ ≤ c;  clip_grad_value=c: clamp each entry to [-c, c]
     early_stopping        an EarlyStopping, checked at the end of each epoch
     metrics               ("accuracy",) for classifiers, () for regression
-    device, amp           get_device()'s choice by default; amp acts on CUDA only
+    device                where to train; default: where the model's parameters are
+    amp                   float16 autocast + loss scaling; acts on CUDA only
+    deterministic         bit-identical repeats on CUDA too (torch.use_deterministic_algorithms)
     seed, shuffle         the batch order (and torch's global RNG, at the start of a fresh run)
     progress              a tqdm bar without rates or times, so stored outputs stay deterministic
     eval_every            also validate every that many steps (into hist.evals)
@@ -249,8 +268,10 @@ def train(model, loss_fn, optimizer, train_data, *, epochs=1, max_steps=None, ba
         _check("early_stopping.monitor", monitor, "accuracy" in metrics or monitor.endswith("loss"),
                "a *_loss monitor without metrics=('accuracy',)")
 
+    _check("deterministic", deterministic, isinstance(deterministic, bool), "True or False")
+
     # ---- set up: device, data, RNG, amp
-    device = get_device(device)
+    device = _model_device(model) if device is None else get_device(device)
     use_amp = amp and device.type == "cuda"
     if amp and not use_amp:
         warnings.warn(f"amp=True needs CUDA; training in float32 on {device.type}", stacklevel=2)
@@ -265,6 +286,11 @@ def train(model, loss_fn, optimizer, train_data, *, epochs=1, max_steps=None, ba
     plateau = isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
     gen = torch.Generator().manual_seed(seed)  # the batch order, and nothing else
     scaler = torch.amp.GradScaler(device.type, enabled=use_amp)  # a no-op when disabled
+    # the non-finite check on the device (no host sync per step) needs an optimizer that can skip
+    # a step there: GradScaler's found_inf protocol (torch's fused optimizers); amp has its own
+    on_device_check = getattr(optimizer, "_step_supports_amp_scaling", False) and not use_amp
+    skip = torch.zeros((), device=device) if on_device_check else None  # 1.0 once a step was bad
+    pending = []  # (step, epoch, lr, [loss, ‖g_1‖, ‖g_2‖, ...]) of steps not yet read by the host
     autocast = torch.autocast(device.type, dtype=torch.float16) if use_amp else contextlib.nullcontext()
     hist = History()
     # counters, this epoch's running sums, RNG states at the epoch start: all a resume needs
@@ -281,7 +307,24 @@ def train(model, loss_fn, optimizer, train_data, *, epochs=1, max_steps=None, ba
             outs.clear()
             targets.clear()
 
+    def read_steps():
+        """Bring the pending steps' loss and norms to the host (one sync), check, record them."""
+        if not pending:
+            return
+        rows = torch.stack([values for *_, values in pending]).tolist()
+        for (step, epoch, lr, _), (loss_v, *norms_v) in zip(pending, rows):
+            norm_v = math.sqrt(sum(n * n for n in norms_v))  # ‖g‖₂ = √(Σ_i ‖g_i‖²)
+            if not (math.isfinite(loss_v) and (use_amp or math.isfinite(norm_v))):  # amp skips inf g
+                pending.clear()
+                what, v = ("loss", loss_v) if not math.isfinite(loss_v) else ("gradient norm", norm_v)
+                raise TrainingDiverged(
+                    f"{what} became {v} at step {step} (epoch {epoch}, lr={lr:g}); no update was "
+                    f"made: the parameters are those of the last good step, {step - 1}", hist)
+            hist._add(hist.steps, step=step, epoch=epoch, loss=loss_v, grad_norm=norm_v, lr=lr)
+        pending.clear()
+
     def save_checkpoint():
+        read_steps()
         count_correct()
         state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                  "scheduler": scheduler.state_dict() if scheduler is not None else None,
@@ -301,6 +344,7 @@ def train(model, loss_fn, optimizer, train_data, *, epochs=1, max_steps=None, ba
     def end_epoch():
         """Record the epoch, step an epoch scheduler, decide on early stopping."""
         _check("train_data", "no batches", loop["batch"] > 0, "at least one batch per epoch")
+        read_steps()
         losses = hist.steps["loss"][-loop["batch"]:]
         val_loss, val_acc = validate() if val_set is not None else (math.nan, math.nan)
         count_correct()
@@ -359,6 +403,11 @@ def train(model, loss_fn, optimizer, train_data, *, epochs=1, max_steps=None, ba
         bar = tqdm(total=total, initial=loop["step"], bar_format=_BAR_FORMAT, desc="train")
 
     # ---- the loop
+    settings = contextlib.ExitStack()  # undone in `finally`, whatever happens
+    if deterministic:
+        settings.enter_context(deterministic_algorithms())
+    if on_device_check:
+        settings.callback(lambda: [optimizer.__dict__.pop(k, None) for k in ("found_inf", "grad_scale")])
     model.train()
     try:
         while loop["epoch"] < epochs and not hist.stop_reason:
@@ -388,16 +437,16 @@ def train(model, loss_fn, optimizer, train_data, *, epochs=1, max_steps=None, ba
                     raise RuntimeError("no parameter of the model got a gradient: does the loss depend on it?")
                 # ‖g_i‖ per tensor: torch.nn.utils.get_total_norm's first step, minus its Python overhead
                 norms = torch._foreach_norm(grads)
-                # the one host sync per step: is it safe to update?
-                loss_v, *norms_v = torch.stack([loss.detach(), *norms]).tolist()
-                norm_v = math.sqrt(sum(n * n for n in norms_v))  # ‖g‖₂ = √(Σ_i ‖g_i‖²)
-                lr = float(optimizer.param_groups[0]["lr"])
-                if not (math.isfinite(loss_v) and (use_amp or math.isfinite(norm_v))):  # amp skips inf g
-                    what, v = ("loss", loss_v) if not math.isfinite(loss_v) else ("gradient norm", norm_v)
-                    raise TrainingDiverged(
-                        f"{what} became {v} at step {loop['step'] + 1} (epoch {loop['epoch'] + 1}, "
-                        f"lr={lr:g}); no update was made: the parameters are those of the last good "
-                        f"step, {loop['step']}", hist)
+                values = torch.stack([loss.detach(), *norms])
+                pending.append((loop["step"] + 1, loop["epoch"] + 1,
+                                float(optimizer.param_groups[0]["lr"]), values))
+                if on_device_check:  # skip this step and all later ones on the device once one is bad
+                    # the host's test, on the device: loss finite and Σ_i ‖g_i‖² finite in float64
+                    ok = values[0].isfinite() & values[1:].double().square().sum().isfinite()
+                    torch.maximum(skip, (~ok).to(skip.dtype), out=skip)
+                    optimizer.found_inf, optimizer.grad_scale = skip, None
+                else:
+                    read_steps()  # the one host sync per step: is it safe to update?
                 if clip_grad_norm is not None:  # exactly as torch.nn.utils.clip_grad_norm_
                     total = torch.linalg.vector_norm(torch.stack(norms))
                     torch.nn.utils.clip_grads_with_norm_(params, clip_grad_norm, total)
@@ -411,11 +460,12 @@ def train(model, loss_fn, optimizer, train_data, *, epochs=1, max_steps=None, ba
                     outs.append(out.detach())
                     targets.append(y)
                 loop.update(step=loop["step"] + 1, batch=loop["batch"] + 1, seen=loop["seen"] + len(y))
-                hist._add(hist.steps, step=loop["step"], epoch=loop["epoch"] + 1, loss=loss_v,
-                          grad_norm=norm_v, lr=lr)
+                if len(pending) >= _READ_EVERY:
+                    read_steps()
                 if bar is not None:
                     bar.update()
                 if eval_every is not None and loop["step"] % eval_every == 0:
+                    read_steps()
                     validate()
                 if checkpoint_every is not None and loop["step"] % checkpoint_every == 0:
                     save_checkpoint()
@@ -423,7 +473,9 @@ def train(model, loss_fn, optimizer, train_data, *, epochs=1, max_steps=None, ba
                     break  # stopped mid-epoch: the epoch is not recorded
             else:  # (for-else) the epoch ran to its end
                 end_epoch()
+        read_steps()
     finally:
+        settings.close()
         if bar is not None:
             bar.close()
 

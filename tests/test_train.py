@@ -426,3 +426,132 @@ def test_bad_arguments_are_named(kwargs, match):
 def test_bad_early_stopping_is_named(kwargs, match):
     with pytest.raises(ValueError, match=f"Invalid {match}"):
         EarlyStopping(**kwargs)
+
+
+# ---- the non-finite check on the device (fused optimizers), the device policy, determinism
+
+def fused(model, kind="adam"):
+    if kind == "adam":
+        return torch.optim.Adam(model.parameters(), lr=1e-2, fused=True)
+    return torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, fused=True)
+
+
+@pytest.mark.parametrize("kind", ["adam", "sgd"])
+def test_device_side_check_matches_a_hand_written_loop(kind):
+    """With a fused optimizer the check runs on the device; the updates and records are unchanged."""
+    X, y = make_data()
+    model, ref = make_model(), make_model()
+    opt = fused(model, kind)
+    hist = train(model, loss_fn, opt, (X, y), epochs=3, batch_size=BS, seed=5)
+    losses, norms, correct = reference_loop(ref, fused(ref, kind), X, y, epochs=3, seed=5)
+    assert_same_params(model, ref)
+    assert hist.steps["loss"] == losses and hist.steps["step"] == list(range(1, 31))
+    np.testing.assert_allclose(hist.steps["grad_norm"], norms, rtol=1e-6)
+    assert hist.epochs["train_accuracy"] == [sum(correct[i:i + 10]) / N for i in (0, 10, 20)]
+    assert not hasattr(opt, "found_inf") and not hasattr(opt, "grad_scale")  # nothing left behind
+
+
+def test_device_side_check_reads_rarely_but_stops_before_the_bad_update():
+    """A nan loss at step t: no update from step t on, the error names t, ε and the epoch, and the
+    parameters and optimizer state are exactly those after step t-1, although the host only reads
+    the values every _READ_EVERY steps."""
+    from course_lib.train import _READ_EVERY
+    X, y = make_data(n=2000)  # 63 steps an epoch: the nan comes between two reads
+    t_bad = 40
+    order = torch.randperm(len(X), generator=torch.Generator().manual_seed(3)).split(BS)
+    X[order[t_bad - 1][0]] = float("nan")  # one example of step t_bad's batch
+
+    def run(max_steps=None):
+        model = make_model(dropout=0.0)
+        opt = fused(model)
+        train(model, loss_fn, opt, (X, y), epochs=2, batch_size=BS, seed=3, max_steps=max_steps)
+        return model, opt
+    assert _READ_EVERY > t_bad  # the first read comes after the bad step
+    model = make_model(dropout=0.0)
+    opt = fused(model)
+    with pytest.raises(TrainingDiverged) as info:
+        train(model, loss_fn, opt, (X, y), epochs=2, batch_size=BS, seed=3)
+    err = info.value
+    assert re.search(rf"loss became nan at step {t_bad} \(epoch 1, lr=0.01\)", str(err))
+    assert f"last good step, {t_bad - 1}" in str(err)
+    assert err.history.steps["step"] == list(range(1, t_bad))
+    good, good_opt = run(max_steps=t_bad - 1)
+    assert_same_params(model, good)
+    for p, q in zip(model.parameters(), good.parameters()):
+        for key in ("step", "exp_avg", "exp_avg_sq"):
+            assert torch.equal(opt.state[p][key], good_opt.state[q][key]), key
+    assert not hasattr(opt, "found_inf")
+    p0 = next(model.parameters()).detach().clone()  # the optimizer still works afterwards
+    model(torch.randn(4, D)).sum().backward()
+    opt.step()
+    assert not torch.equal(p0, next(model.parameters()))
+
+
+def test_training_runs_where_the_model_is():
+    """The device policy: no device= means the model's device, whatever get_device() would pick.
+    (conftest makes get_device()'s automatic choice the meta device for every test, so any code
+    that trains on the automatic device instead of where its data and model are fails loudly.)"""
+    import course_lib.utils as utils
+    assert utils.get_device() == torch.device("meta")  # the guard of conftest is on
+    X, y = make_data()
+    model = make_model()
+    hist = train(model, loss_fn, adam(model), (X, y), epochs=1, batch_size=BS)
+    assert all(p.device.type == "cpu" for p in model.parameters()) and len(hist.steps["loss"]) == 10
+    assert 0 <= evaluate(model, loss_fn, (X, y))["accuracy"] <= 1
+    with pytest.raises(Exception):  # what the guard catches: training on the automatic device
+        train(make_model(), loss_fn, adam(model), (X, y), epochs=1, batch_size=BS, device=utils.get_device())
+
+
+def test_deterministic_restores_torch_settings():
+    from course_lib.utils import deterministic
+    before = torch.are_deterministic_algorithms_enabled()
+    with deterministic():
+        assert torch.are_deterministic_algorithms_enabled() and not torch.backends.cudnn.benchmark
+    assert torch.are_deterministic_algorithms_enabled() == before
+    X, y = make_data()
+    a, b = make_model(), make_model()
+    train(a, loss_fn, adam(a), (X, y), epochs=1, batch_size=BS, deterministic=True)
+    train(b, loss_fn, adam(b), (X, y), epochs=1, batch_size=BS)
+    assert_same_params(a, b)
+    assert torch.are_deterministic_algorithms_enabled() == before
+    with pytest.raises(ValueError, match="Invalid deterministic"):
+        train(a, loss_fn, adam(a), (X, y), deterministic="yes")
+
+
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+@cuda
+def test_cuda_model_trains_on_cuda_with_cpu_data():
+    X, y = make_data()
+    model = make_model().cuda()
+    hist = train(model, loss_fn, adam(model), (X, y), epochs=2, batch_size=BS)
+    assert next(model.parameters()).is_cuda and all(map(math.isfinite, hist.steps["loss"]))
+    assert 0 <= evaluate(model, loss_fn, (X, y))["accuracy"] <= 1
+
+
+@cuda
+def test_cuda_deterministic_training_is_bit_identical():
+    """A small CNN on CUDA, trained twice with deterministic=True: the same bits."""
+    from course_lib.models import small_cnn
+    g = torch.Generator().manual_seed(0)
+    X, y = torch.randn(512, 40, generator=g), torch.randint(0, 10, (512,), generator=g)
+
+    def run():
+        torch.manual_seed(0)
+        model = small_cnn().cuda()
+        train(model, loss_fn, torch.optim.Adam(model.parameters(), lr=1e-3), (X, y), epochs=3,
+              batch_size=64, deterministic=True)
+        return model
+    assert_same_params(run(), run())
+
+
+@cuda
+def test_cuda_device_side_check_stops_before_the_bad_update():
+    X, y = make_data()
+    X[5] = float("inf")
+    model = make_model(dropout=0.0).cuda()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2, fused=True)
+    with pytest.raises(TrainingDiverged, match="at step 1 "):
+        train(model, loss_fn, opt, (X, y), epochs=1, batch_size=BS, shuffle=False)
+    assert all(torch.isfinite(p).all() for p in model.parameters())
