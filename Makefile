@@ -9,13 +9,21 @@ JOBS   ?= 2
 ROOT_FLAG := $(shell [ "$$(id -u)" = 0 ] && echo --allow-root)
 # As in course_lib/notebooks.py: stored outputs are made and checked with one thread per kernel.
 KERNEL_ENV := PYTHONHASHSEED=0 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
+# Where torch comes from. Empty: pip's default index (on Linux that is the large CUDA build).
+# For the CPU-only build (about 200 MB instead of several GB), e.g.:
+#   make lab TORCH_INDEX=https://download.pytorch.org/whl/cpu
+TORCH_INDEX ?=
+# Forced CPU kernel sets for `make test-kernels`: the stored outputs must not depend on them.
+# Each entry is run as `env <entry> pytest ...`; `native` means nothing forced.
+KERNEL_SETS ?= ATEN_CPU_CAPABILITY=default ATEN_CPU_CAPABILITY=avx2,MKL_CBWR=COMPATIBLE
 
-.PHONY: env lab test notebooks exercises workspace grade bench clean-env
+.PHONY: env lab test test-kernels notebooks exercises workspace grade bench clean-env
 
 env: $(STAMP)
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(if $(TORCH_INDEX),$(BIN)/python -m pip install --quiet "torch==2.13.*" --index-url $(TORCH_INDEX))
 	$(BIN)/python -m pip install --quiet -e .
 	@touch $(STAMP)
 
@@ -26,6 +34,15 @@ lab: $(STAMP)
 ## Run the whole test suite: unit tests, every notebook under nbval, exercise checks.
 test: $(STAMP)
 	$(KERNEL_ENV) $(BIN)/python -m pytest -n $(JOBS) -q
+
+## The same suite (grading tests aside) under forced CPU kernel sets, one pass each: what CI runs
+## after `make test`, so that a stored number that depends on the machine cannot come back.
+test-kernels: $(STAMP)
+	@set -e; for ks in $(KERNEL_SETS); do \
+	  echo "== make test-kernels: $$ks"; \
+	  env $$(echo $$ks | tr , ' ') $(KERNEL_ENV) $(BIN)/python -m pytest -n $(JOBS) -q \
+	    --ignore-glob='tests/test_grading*'; \
+	done
 
 ## Re-execute notebooks in place and store their outputs (NB=path to do just one).
 notebooks: $(STAMP)

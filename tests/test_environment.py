@@ -49,11 +49,22 @@ def test_same_packages_and_versions():
     assert pip == conda
 
 
-def test_python_version_agrees():
+SUPPORTED_PYTHONS = ("3.11", "3.12", "3.13")  # torch 2.13 has wheels for each
+
+
+def test_python_versions_agree_and_admit_3_11_to_3_13():
+    from packaging.specifiers import SpecifierSet
     deps = yaml.safe_load((ROOT / "environment.yml").read_text())["dependencies"]
-    assert "python=3.11" in deps
+    conda_python = [d for d in deps if isinstance(d, str) and d.startswith("python")]
+    assert conda_python == ["python>=3.11,<3.14"]
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    assert project["requires-python"] == ">=3.11,<3.12"
+    pip_python = SpecifierSet(project["requires-python"])
+    conda_spec = SpecifierSet(conda_python[0].removeprefix("python"))
+    for version in ("3.10.14", *(f"{v}.0" for v in SUPPORTED_PYTHONS), "3.14.0"):
+        admitted = version[:4] in SUPPORTED_PYTHONS
+        assert pip_python.contains(version) == admitted == conda_spec.contains(version), version
+    classifiers = {c.rsplit(" :: ", 1)[1] for c in project["classifiers"] if "Python :: 3." in c}
+    assert classifiers == set(SUPPORTED_PYTHONS)
 
 
 def test_outputs_that_change_notebooks_are_pinned():
