@@ -24,6 +24,8 @@ function                          what it measures
 :func:`conditioning_sweep`        both, on quadratics of growing κ (steps grow like κ)
 :func:`train_with_curvature`      ‖g‖, gᵀHg and the loss at checkpoints along training
 :func:`figure_8_1_run`            the chapter's setting of the book's Figure 8.1
+:func:`figure_8_1_seeds`          the same run from several θ₀ / batch orders
+:func:`figure_8_1_summary`        medians over those runs of the numbers the chapter prints
 :func:`newton_cost`               entries, memory and flops of one Newton step, P parameters
 ================================  ========================================================
 
@@ -49,7 +51,8 @@ from course_lib.landscapes import Landscape, Quadratic
 __all__ = [
     "TaylorCheck", "taylor_check", "gd_losses", "largest_stable_lr", "iterations_to_tolerance",
     "ConditioningSweep", "conditioning_sweep", "CurvatureLog", "train_with_curvature",
-    "Figure81Run", "figure_8_1_run", "NewtonCost", "newton_cost",
+    "Figure81Run", "figure_8_1_run", "figure_8_1_seeds", "Figure81Summary", "figure_8_1_summary",
+    "NewtonCost", "newton_cost", "FIG81_SEEDS",
     "taylor_check_landscape", "stability_wall",
     "TAYLOR_QUADRATIC", "TAYLOR_LRS", "WALL_KAPPAS", "WALL_STEPS", "WALL_RATIOS",
     "SWEEP_KAPPAS", "SWEEP_DIM", "SWEEP_TOL", "SWEEP_SEED", "STABILITY_STEPS", "FIG81",
@@ -72,6 +75,11 @@ STABILITY_STEPS = 1000  #: gradient-descent steps per stability test of the bise
 #: the chapter's version of Figure 8.1: an MLP on MNIST-1D trained with plain SGD
 FIG81 = dict(num_samples=4000, hidden=(100, 100), lr=0.1, batch_size=64, epochs=20,
              measure_every=2, seed=0)
+#: seeds (θ₀ and batch order) of the repeated Figure 8.1 run.  What a run ends with is one
+#: sample of a noisy SGD path: the last bits of the arithmetic (another CPU's kernels) move
+#: gᵀHg at the end by a few %, another seed by a factor 3.  The chapter prints medians over
+#: these seeds, at the precision that spread allows.
+FIG81_SEEDS = (0, 1, 2, 3, 4)
 
 
 def _check_positive(name: str, value, integer: bool = False) -> None:
@@ -510,6 +518,52 @@ def figure_8_1_run(num_samples: int = FIG81["num_samples"], hidden=FIG81["hidden
                                epochs=epochs, measure_every=measure_every,
                                batch_size=batch_size, seed=seed)
     return Figure81Run(log, model, (X, y))
+
+
+def figure_8_1_seeds(seeds=FIG81_SEEDS, **kwargs) -> dict[int, Figure81Run]:
+    """:func:`figure_8_1_run` for each seed (θ₀ and batch order), other settings as
+    ``kwargs``: seed → Figure81Run."""
+    seeds = tuple(seeds)
+    if not seeds or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0
+                            for s in seeds):
+        raise ValueError(f"Invalid seeds: {seeds!r} (expected a non-empty sequence of ints >= 0)")
+    return {s: figure_8_1_run(seed=s, **kwargs) for s in seeds}
+
+
+class Figure81Summary(NamedTuple):
+    """Medians over seeds of what the runs of :func:`figure_8_1_seeds` end with (``*_end``:
+    at the last checkpoint; ``minibatch_end``: mean ‖g‖ of the last 50 minibatches), the
+    least growth of gᵀHg and of gᵀHg/gᵀg from θ₀ to the end, and the largest and median final
+    ratio ½ε gᵀHg/gᵀg over all seeds and checkpoints."""
+    loss_end: float
+    grad_norm_end: float
+    minibatch_end: float
+    gHg_end: float
+    curvature_end: float
+    optimal_lr_end: float
+    min_gHg_growth: float
+    min_curvature_growth: float
+    max_ratio: float
+    ratio_end: float
+    n_seeds: int
+
+
+def figure_8_1_summary(runs: dict[int, Figure81Run]) -> Figure81Summary:
+    """Summarize :func:`figure_8_1_seeds`: medians of the final values over the seeds."""
+    logs = [r.log for r in runs.values()]
+    if not logs:
+        raise ValueError("Invalid runs: expected at least one run")
+    med = lambda f: float(np.median([f(g) for g in logs]))  # noqa: E731
+    return Figure81Summary(
+        loss_end=med(lambda g: g.loss[-1]), grad_norm_end=med(lambda g: g.grad_norm[-1]),
+        minibatch_end=med(lambda g: g.minibatch_grad_norm[-50:].mean()),
+        gHg_end=med(lambda g: g.gHg[-1]), curvature_end=med(lambda g: g.curvature_along_g[-1]),
+        optimal_lr_end=med(lambda g: g.optimal_lr[-1]),
+        min_gHg_growth=float(min(g.gHg[-1] / g.gHg[0] for g in logs)),
+        min_curvature_growth=float(min(g.curvature_along_g[-1] / g.curvature_along_g[0]
+                                       for g in logs)),
+        max_ratio=float(max(g.second_to_first_order.max() for g in logs)),
+        ratio_end=med(lambda g: g.second_to_first_order[-1]), n_seeds=len(logs))
 
 
 # ----------------------------------------------------------------------------------------

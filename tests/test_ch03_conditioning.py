@@ -203,6 +203,9 @@ def test_train_with_curvature_measures_the_right_quantities():
     (lambda: cond.train_with_curvature(mlp(2, (2,), 2), torch.nn.CrossEntropyLoss(), None,
                                        (torch.zeros(4, 2), torch.zeros(4).long()), epochs=3,
                                        measure_every=2), "Invalid measure_every: 2"),
+    (lambda: cond.figure_8_1_seeds(seeds=()), "Invalid seeds"),
+    (lambda: cond.figure_8_1_seeds(seeds=(0, -1)), "Invalid seeds"),
+    (lambda: cond.figure_8_1_summary({}), "Invalid runs"),
 ])
 def test_invalid_arguments(call, message):
     with pytest.raises(ValueError, match=message):
@@ -286,12 +289,18 @@ def test_chapter_newton_cost():
 
 
 @pytest.fixture(scope="module")
-def fig81():
-    return cond.figure_8_1_run()
+def fig81_runs():
+    return cond.figure_8_1_seeds()
+
+
+@pytest.fixture(scope="module")
+def fig81(fig81_runs):
+    return fig81_runs[0]
 
 
 def test_chapter_figure_8_1(fig81):
-    """The book's Figure 8.1: the loss falls, ‖g‖ does not shrink, gᵀHg grows > 10×."""
+    """The book's Figure 8.1 in the run we plot (seed 0): the loss falls, ‖g‖ does not
+    shrink, gᵀHg grows > 100×."""
     log = fig81.log
     assert log.n_params == 15210 and len(fig81.train_data[0]) == 3200
     assert len(log.epoch) == cond.FIG81["epochs"] // cond.FIG81["measure_every"] + 1
@@ -300,42 +309,65 @@ def test_chapter_figure_8_1(fig81):
     assert log.grad_norm[-1] >= log.grad_norm[0]
     mb = log.minibatch_grad_norm
     assert mb[-50:].mean() >= 2 * mb[:50].mean()
-    assert log.gHg[-1] / log.gHg[0] > 100  # "two orders of magnitude" (printed: x 207)
+    assert log.gHg[-1] / log.gHg[0] > 100  # "two orders of magnitude"
     assert log.curvature_along_g[-1] / log.curvature_along_g[0] > 10
     assert log.optimal_lr[0] / log.lr > 50 and log.optimal_lr[-1] / log.lr < 3
     ratio = log.second_to_first_order
     assert ratio[0] < 0.01 and ratio.max() < 1
-    # the printed values
-    assert log.loss[0] == pytest.approx(2.32, rel=0.01)
-    assert log.loss[-1] == pytest.approx(1.01, rel=0.05)
-    assert log.grad_norm[0] == pytest.approx(0.181, rel=0.02)
-    assert log.grad_norm[-1] == pytest.approx(0.472, rel=0.1)
-    assert mb[:50].mean() == pytest.approx(0.429, rel=0.05)
-    assert mb[-50:].mean() == pytest.approx(1.36, rel=0.1)
-    assert log.gHg[0] == pytest.approx(0.00436, rel=0.03)
-    assert log.gHg[-1] == pytest.approx(0.903, rel=0.15)
-    assert log.optimal_lr[0] == pytest.approx(7.52, rel=0.03)
-    assert log.optimal_lr[-1] == pytest.approx(0.247, rel=0.15)
-    assert ratio.max() == pytest.approx(0.373, rel=0.15)
-    assert ratio[0] == pytest.approx(0.00665, rel=0.03)
-    assert ratio[-1] == pytest.approx(0.202, rel=0.15)
-    assert log.curvature_along_g[0] == pytest.approx(0.133, rel=0.03)
-    assert log.curvature_along_g[-1] == pytest.approx(4.05, rel=0.15)
+    # the printed values at θ₀ (the same draws on every machine: the spread across the
+    # default / avx2 / avx512 kernels is < 1e-6 relative)
+    assert f"{log.loss[0]:.3g}" == "2.32" and f"{log.grad_norm[0]:.3g}" == "0.181"
+    assert f"{mb[:50].mean():.3g}" == "0.429" and f"{log.gHg[0]:.3g}" == "0.00436"
+    assert f"{log.optimal_lr[0]:.3g}" == "7.52" and f"{log.curvature_along_g[0]:.3g}" == "0.133"
+    assert f"{ratio[0]:.2g}" == "0.0067"
+
+
+def test_chapter_figure_8_1_seeds(fig81_runs):
+    """What the five runs end with, as the chapter prints it (medians).  Measured spread of
+    the medians across the default / avx2 / avx512 kernels (ATEN_CPU_CAPABILITY): loss
+    1.01199-1.01204, ‖g‖ 0.4903-0.4905, minibatch ‖g‖ 1.3607-1.3624, gᵀHg 1.31-1.40,
+    gᵀHg/gᵀg 5.69-5.81, ε* 0.172-0.176, final ratio 0.284-0.290, largest ratio 0.37338.
+    Across the seeds themselves (native kernels): final gᵀHg 0.90-3.4, ε* 0.145-0.247,
+    growth of gᵀHg ×200-×980, of gᵀHg/gᵀg ×30-×52, largest ratio 0.30-0.37."""
+    s = cond.figure_8_1_summary(fig81_runs)
+    assert s.n_seeds == 5
+    assert s.loss_end == pytest.approx(1.01, rel=0.03)
+    assert s.grad_norm_end == pytest.approx(0.49, rel=0.03)
+    assert s.minibatch_end == pytest.approx(1.36, rel=0.03)
+    assert s.gHg_end == pytest.approx(1.35, rel=0.1)
+    assert s.curvature_end == pytest.approx(5.75, rel=0.1)
+    assert s.optimal_lr_end == pytest.approx(0.174, rel=0.1)
+    assert s.ratio_end == pytest.approx(0.287, rel=0.1)
+    # every seed: gᵀHg grows more than 100-fold, the curvature along g more than 10-fold …
+    assert s.min_gHg_growth > 100 and s.min_curvature_growth > 10
+    # … and curvature never takes back half of a step's first-order gain at ε = 0.1
+    assert s.max_ratio == pytest.approx(0.373, rel=0.05) and s.max_ratio < 0.5
+    assert all(r.log.second_to_first_order.max() > 0.25 for r in fig81_runs.values())
+    # the printed strings
+    assert (f"{s.loss_end:.2f}", f"{s.grad_norm_end:.2g}", f"{s.minibatch_end:.2g}") == ("1.01", "0.49", "1.4")
+    assert (f"{s.gHg_end:.1g}", f"{s.curvature_end:.1g}", f"{s.optimal_lr_end:.1g}") == ("1", "6", "0.2")
+    assert (f"{s.ratio_end:.1f}", f"{s.max_ratio:.1f}") == ("0.3", "0.4")
 
 
 def test_chapter_taylor_model_on_the_network(fig81):
+    # seed 0 across the three kernel sets: ε* 0.243-0.247, relative deviation 0.093-0.111,
+    # change at 2ε* +0.0029-+0.0033 (other seeds: deviation 0.06-0.34, change -0.006-+0.007:
+    # near 2ε* the cubic terms decide the sign)
     eps_star = fig81.log.optimal_lr[-1]
     tc = cond.taylor_check(fig81.loss, fig81.model, np.linspace(0, 3 * eps_star, 13))
     assert tc.optimal_lr == pytest.approx(eps_star, rel=1e-4)
-    assert tc.max_relative_error == pytest.approx(0.11, rel=0.3)
-    assert tc.max_relative_error < 0.25
+    assert tc.max_relative_error == pytest.approx(0.1, abs=0.04)
     at_critical = tc.actual[np.argmin(np.abs(tc.lrs - tc.critical_lr))]
-    assert at_critical > 0 and at_critical == pytest.approx(0.0033, rel=0.3)
+    assert at_critical > 0 and at_critical == pytest.approx(0.0031, rel=0.3)
     assert tc.actual[1:7].max() < 0  # steps up to 1.5 ε* lower the cost
+    assert (f"{tc.optimal_lr:.1g}", f"{tc.max_relative_error:.1f}", f"{at_critical:+.1g}") == \
+        ("0.2", "0.1", "+0.003")
 
 
 def test_chapter_network_hessian_is_indefinite(fig81):
     ritz = lanczos_eigenvalues(fig81.loss, fig81.model, k=30,
                                generator=torch.Generator().manual_seed(0))
+    # seed 0 across the three kernel sets: smallest -0.173/-0.174, largest 7.48-7.50
     assert ritz[0].item() < -0.05  # printed: -0.17
-    assert ritz[-1].item() == pytest.approx(7.5, rel=0.1)
+    assert ritz[-1].item() == pytest.approx(7.5, rel=0.05)
+    assert (f"{ritz[0].item():.2g}", f"{ritz[-1].item():.2g}") == ("-0.17", "7.5")
