@@ -35,13 +35,14 @@ from course_lib.train import train  # noqa: E402
 
 HIDDEN = (256, 256)  # set from --hidden
 OPTIMIZER = "adam"   # set from --optimizer
+FUSED = None         # set from --fused: torch.optim's fused kernels (one launch per step on CUDA)
 
 
 def setup(device):
     """A fresh model and optimizer from the same θ₀ every time."""
     model = mlp(40, HIDDEN, 10, generator=torch.Generator().manual_seed(0)).to(device)
-    opt = (torch.optim.Adam(model.parameters(), lr=1e-3) if OPTIMIZER == "adam"
-           else torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9))
+    opt = (torch.optim.Adam(model.parameters(), lr=1e-3, fused=FUSED) if OPTIMIZER == "adam"
+           else torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, fused=FUSED))
     return model, opt, torch.nn.CrossEntropyLoss()
 
 
@@ -94,11 +95,21 @@ def main():
                         help="hidden widths of the MLP (MNIST-1D paper's MLP: 100,100)")
     parser.add_argument("--optimizer", choices=("adam", "sgd"), default="adam",
                         help="torch.optim.Adam(lr=1e-3) or SGD(lr=0.05, momentum=0.9)")
+    parser.add_argument("--fused", action="store_true",
+                        help="fused=True: torch's fused optimizer step; train() then checks for "
+                             "nan/inf on the device instead of syncing with the host every step")
+    parser.add_argument("--host-check", action="store_true",
+                        help="with --fused on a GPU: make train() read loss and norms on the host "
+                             "every step anyway (what it does with any other optimizer), to "
+                             "measure what the device-side check saves")
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
-    global HIDDEN, OPTIMIZER
+    if args.host_check:
+        sys.modules["course_lib.train"]._SYNC_IS_FREE = ("cpu", "cuda", "mps")
+    global HIDDEN, OPTIMIZER, FUSED
     HIDDEN = tuple(int(h) for h in args.hidden.split(","))
     OPTIMIZER = args.optimizer
+    FUSED = True if args.fused else None
     torch.set_num_threads(args.threads)
     device = get_device(args.device)
     data = mnist1d(num_samples=5000)  # 4000 train, 1000 test
@@ -115,7 +126,8 @@ def main():
     wall = {name: statistics.median(t[0] for t in ts) for name, ts in times.items()}
     cpu = {name: statistics.median(t[1] for t in ts) for name, ts in times.items()}
     steps = args.epochs * -(-len(X) // 64)
-    print(f"MLP 40-{'-'.join(map(str, HIDDEN))}-10, {OPTIMIZER}, "
+    print(f"MLP 40-{'-'.join(map(str, HIDDEN))}-10, {OPTIMIZER}{' (fused)' if FUSED else ''}"
+          f"{', host check every step' if args.host_check else ''}, "
           f"torch {torch.__version__}, device {device}, {torch.get_num_threads()} thread(s), "
           f"{args.epochs} epochs x {steps // args.epochs} steps, medians of {args.repeats}")
     print(f"{'loop':<23}{'wall s':>8}{'ms/step':>9}{'/ train':>9}{'CPU s':>8}{'/ train':>9}")

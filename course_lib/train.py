@@ -28,10 +28,11 @@ Contract
   a step where either is nan/inf: TrainingDiverged is raised, naming the step and ε, with the
   parameters and the optimizer's state those of the last good step and ``err.history`` the
   records up to it.  How: with an optimizer that can skip a step on the device (torch's
-  ``fused=True`` Adam, AdamW, SGD, Adagrad: the ``found_inf`` protocol of GradScaler) the check
-  runs on the device, a bad step and every step after it are skipped there, and the host reads
-  the values every few steps (no host sync per step, which is what costs on a GPU); with any
-  other optimizer the host reads loss and norms before every update (one sync per step).
+  ``fused=True`` Adam, AdamW, SGD, Adagrad: the ``found_inf`` protocol of GradScaler) on a GPU
+  the check runs on the device, a bad step and every step after it are skipped there, and the
+  host reads the values every few steps (no host sync per step, which is what costs on a GPU);
+  otherwise (any other optimizer, or on the CPU where reading a value costs nothing) the host
+  reads loss and norms before every update.
 * Checkpoints (every `checkpoint_every` steps and at the end) hold everything the loop needs;
   ``resume=True`` continues bit-identically from one.  With a DataLoader this holds when its
   batches draw nothing from torch's global RNG beyond its shuffling (no random augmentation).
@@ -42,6 +43,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import itertools
 import math
 import os
 import warnings
@@ -57,6 +59,7 @@ METRICS = ("accuracy",)
 _MONITORS = ("val_loss", "val_accuracy", "train_loss", "train_accuracy")
 _BAR_FORMAT = "{desc} {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt}"  # no rates, no times
 _READ_EVERY = 64  # steps between host reads when the non-finite check runs on the device
+_SYNC_IS_FREE = ("cpu",)  # devices where reading a value costs no wait: the host checks every step
 
 
 class TrainingDiverged(FloatingPointError):
@@ -288,8 +291,10 @@ def train(model, loss_fn, optimizer, train_data, *, epochs=1, max_steps=None, ba
     scaler = torch.amp.GradScaler(device.type, enabled=use_amp)  # a no-op when disabled
     # the non-finite check on the device (no host sync per step) needs an optimizer that can skip
     # a step there: GradScaler's found_inf protocol (torch's fused optimizers); amp has its own
-    on_device_check = getattr(optimizer, "_step_supports_amp_scaling", False) and not use_amp
-    skip = torch.zeros((), device=device) if on_device_check else None  # 1.0 once a step was bad
+    on_device_check = (getattr(optimizer, "_step_supports_amp_scaling", False) and not use_amp
+                       and device.type not in _SYNC_IS_FREE)
+    if on_device_check:  # skip: 1.0 once a step was bad; one: the (un)scale factor GradScaler would use
+        skip, one = torch.zeros((), device=device), torch.ones((), device=device)
     pending = []  # (step, epoch, lr, [loss, ‖g_1‖, ‖g_2‖, ...]) of steps not yet read by the host
     autocast = torch.autocast(device.type, dtype=torch.float16) if use_amp else contextlib.nullcontext()
     hist = History()
@@ -311,9 +316,11 @@ def train(model, loss_fn, optimizer, train_data, *, epochs=1, max_steps=None, ba
         """Bring the pending steps' loss and norms to the host (one sync), check, record them."""
         if not pending:
             return
-        rows = torch.stack([values for *_, values in pending]).tolist()
+        flat = torch.stack([v for *_, values in pending for v in values]).tolist()  # one sync
+        ends = list(itertools.accumulate(len(values) for *_, values in pending))
+        rows = [flat[end - len(values):end] for end, (*_, values) in zip(ends, pending)]
         for (step, epoch, lr, _), (loss_v, *norms_v) in zip(pending, rows):
-            norm_v = math.sqrt(sum(n * n for n in norms_v))  # ‖g‖₂ = √(Σ_i ‖g_i‖²)
+            norm_v = math.hypot(*norms_v)  # ‖g‖₂ = √(Σ_i ‖g_i‖²), finite iff every ‖g_i‖ is
             if not (math.isfinite(loss_v) and (use_amp or math.isfinite(norm_v))):  # amp skips inf g
                 pending.clear()
                 what, v = ("loss", loss_v) if not math.isfinite(loss_v) else ("gradient norm", norm_v)
@@ -430,20 +437,23 @@ def train(model, loss_fn, optimizer, train_data, *, epochs=1, max_steps=None, ba
                     out = model(X)
                     loss = loss_fn(out, y)
                 optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                scaler.unscale_(optimizer)  # so that grad_norm is that of the true g (no-op w/o amp)
+                if use_amp:
+                    scaler.scale(loss).backward()
+                    scaler.unscale_(optimizer)  # so that grad_norm is that of the true g
+                else:
+                    loss.backward()
                 grads = [p.grad for p in params if p.grad is not None]
                 if not grads:
                     raise RuntimeError("no parameter of the model got a gradient: does the loss depend on it?")
                 # ‖g_i‖ per tensor: torch.nn.utils.get_total_norm's first step, minus its Python overhead
                 norms = torch._foreach_norm(grads)
-                values = torch.stack([loss.detach(), *norms])
+                values = [loss.detach(), *norms]  # 0-d tensors, stacked when the host reads them
                 pending.append((loop["step"] + 1, loop["epoch"] + 1,
                                 float(optimizer.param_groups[0]["lr"]), values))
                 if on_device_check:  # skip this step and all later ones on the device once one is bad
-                    # the host's test, on the device: loss finite and Σ_i ‖g_i‖² finite in float64
-                    ok = values[0].isfinite() & values[1:].double().square().sum().isfinite()
-                    torch.maximum(skip, (~ok).to(skip.dtype), out=skip)
+                    # the host's test (in read_steps), on the device: are the loss and every ‖g_i‖
+                    # finite? One kernel; it sets skip to 1.0 if not, and never back to 0.
+                    torch._amp_foreach_non_finite_check_and_unscale_(values, skip, one)
                     optimizer.found_inf, optimizer.grad_scale = skip, None
                 else:
                     read_steps()  # the one host sync per step: is it safe to update?
@@ -452,8 +462,11 @@ def train(model, loss_fn, optimizer, train_data, *, epochs=1, max_steps=None, ba
                     torch.nn.utils.clip_grads_with_norm_(params, clip_grad_norm, total)
                 if clip_grad_value is not None:
                     torch.nn.utils.clip_grad_value_(params, clip_grad_value)
-                scaler.step(optimizer)
-                scaler.update()
+                if use_amp:
+                    scaler.step(optimizer)  # skips the step if g has an inf (scale too large)
+                    scaler.update()
+                else:
+                    optimizer.step()
                 if scheduler is not None and scheduler_interval == "step" and not plateau:
                     scheduler.step()
                 if metrics:  # kept for train_accuracy: one comparison per epoch, not per step
