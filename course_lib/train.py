@@ -30,9 +30,11 @@ Contract
   records up to it.  How: with an optimizer that can skip a step on the device (torch's
   ``fused=True`` Adam, AdamW, SGD, Adagrad: the ``found_inf`` protocol of GradScaler) on a GPU
   the check runs on the device, a bad step and every step after it are skipped there, and the
-  host reads the values every few steps (no host sync per step, which is what costs on a GPU);
-  otherwise (any other optimizer, or on the CPU where reading a value costs nothing) the host
-  reads loss and norms before every update.
+  host reads the values every few steps (no host sync per step, which is what costs on a GPU):
+  the error then comes up to that many steps late, with the parameters and optimizer state still
+  those of the last good step (only a scheduler has stepped on).  Otherwise (any other
+  optimizer, or on the CPU where reading a value costs nothing) the host reads loss and norms
+  before every update.
 * Checkpoints (every `checkpoint_every` steps and at the end) hold everything the loop needs;
   ``resume=True`` continues bit-identically from one.  With a DataLoader this holds when its
   batches draw nothing from torch's global RNG beyond its shuffling (no random augmentation).
@@ -281,7 +283,8 @@ def train(model, loss_fn, optimizer, train_data, *, epochs=1, max_steps=None, ba
     model.to(device)
     train_set = _prepare(train_data, "train_data", device)
     val_set = None if val_data is None else _prepare(val_data, "val_data", device)
-    if isinstance(train_set, tuple):
+    in_memory = isinstance(train_set, tuple)
+    if in_memory:
         n_batches = math.ceil(len(train_set[0]) / batch_size)
     else:
         n_batches = len(train_set) if hasattr(train_set, "__len__") else None
@@ -432,7 +435,8 @@ def train(model, loss_fn, optimizer, train_data, *, epochs=1, max_steps=None, ba
             if bar is not None:
                 bar.set_description_str(f"epoch {loop['epoch'] + 1}/{epochs}")
             for X, y in batches:
-                X, y = X.to(device, non_blocking=True), y.to(device, non_blocking=True)
+                if not in_memory:  # (in-memory batches are on the device already)
+                    X, y = X.to(device, non_blocking=True), y.to(device, non_blocking=True)
                 with autocast:
                     out = model(X)
                     loss = loss_fn(out, y)
