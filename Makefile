@@ -17,7 +17,7 @@ TORCH_INDEX ?=
 # Each entry is run as `env <entry> pytest ...`; `native` means nothing forced.
 KERNEL_SETS ?= ATEN_CPU_CAPABILITY=default ATEN_CPU_CAPABILITY=avx2,MKL_CBWR=COMPATIBLE
 
-.PHONY: env lab test test-kernels notebooks exercises workspace grade bench clean-env
+.PHONY: env lab lab-instructor test test-kernels notebooks exercises workspace grade bench clean-env
 
 env: $(STAMP)
 
@@ -27,9 +27,19 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e .
 	@touch $(STAMP)
 
+# The students' lab: the repository as its root (chapters/, exercises/, my_work/ all reachable),
+# opened at the index; course_lib/lab_config turns off nbgrader's instructor tools and
+# JupyterLab's news and extension-manager look-ups (nothing reaches the network).
+LAB_ARGS := $(ROOT_FLAG) --ServerApp.root_dir="$(CURDIR)" --LabApp.default_url=/lab/tree/chapters/00_index.ipynb
+STUDENT_CONFIG := JUPYTER_CONFIG_PATH="$(CURDIR)/course_lib/lab_config$${JUPYTER_CONFIG_PATH:+:$$JUPYTER_CONFIG_PATH}"
+
 ## Open the course in JupyterLab at the index.
 lab: $(STAMP)
-	$(BIN)/jupyter lab $(ROOT_FLAG) chapters/00_index.ipynb
+	$(STUDENT_CONFIG) $(BIN)/jupyter lab $(LAB_ARGS)
+
+## Instructors: the same lab with nbgrader's tools (Formgrader, Create Assignment, Validate).
+lab-instructor: $(STAMP)
+	$(BIN)/jupyter lab $(LAB_ARGS)
 
 ## Run the whole test suite: unit tests, every notebook under nbval, exercise checks.
 test: $(STAMP)
