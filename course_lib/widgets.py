@@ -10,11 +10,19 @@ Stored notebooks stay deterministic: the widgets returned here have a fixed ``re
 bytes inside an ``Image`` widget, so drawing it sends no display message at all (an
 ``Output`` widget would not do: under nbval its figure leaks into the cell's outputs).
 Use a slider's ``continuous_update=False`` so that dragging redraws once, on release.
+
+The figure is drawn at twice its on-screen resolution and shown at its natural size (``DPI``
+CSS pixels per inch), so it is crisp on high-density screens and never stretched to the width
+of the notebook.  The cell's output also carries the initial frame as a plain PNG: a notebook
+opened before running (or not trusted, or read as a web page) shows that figure, where it
+would otherwise show only the text ``InteractivePlot(controls: …)``.
 """
 from __future__ import annotations
 
+import base64
 import inspect
 import io
+import struct
 from typing import Callable, Mapping
 
 import ipywidgets as W
@@ -24,6 +32,14 @@ from course_lib.landscapes import Landscape, run_optimizer
 from course_lib.plots import plot_trajectories
 
 __all__ = ["InteractivePlot", "interactive_plot", "trajectory_explorer"]
+
+DPI = 80  # CSS pixels per inch of a figure on screen
+_SCALE = 2  # the PNG has _SCALE × as many pixels per side, for high-density screens
+
+
+def _png_size(png: bytes) -> tuple[int, int]:
+    """(width, height) in pixels, from the PNG's IHDR chunk."""
+    return struct.unpack(">II", png[16:24])
 
 
 def _control(name: str, spec) -> W.ValueWidget:
@@ -73,12 +89,33 @@ class InteractivePlot(W.VBox):
         new = [plt.figure(n) for n in plt.get_fignums() if n not in before]
         if new:
             png = io.BytesIO()
-            new[-1].savefig(png, format="png", dpi=80, bbox_inches="tight")
+            new[-1].savefig(png, format="png", dpi=DPI * _SCALE, bbox_inches="tight")
             self.image.value = png.getvalue()
+            width, height = self.css_size
+            # natural size: a VBox would otherwise stretch the image to the notebook's width
+            self.image.layout = W.Layout(width=f"{width}px", height=f"{height}px",
+                                         align_self="flex-start")
         for fig in new:
             plt.close(fig)  # closed, so the inline backend does not show it again below the cell
         self.figure = new[-1] if new else None
         self.calls += 1
+
+    @property
+    def css_size(self) -> tuple[int, int]:
+        """(width, height) of the figure on screen, in CSS pixels; (0, 0) before any figure."""
+        if not self.image.value:
+            return 0, 0
+        width, height = _png_size(bytes(self.image.value))
+        return width // _SCALE, height // _SCALE
+
+    def _repr_mimebundle_(self, **kwargs):
+        """The widget, plus its current figure as a PNG for frontends that cannot show it."""
+        data = super()._repr_mimebundle_(**kwargs)
+        if not self.image.value:
+            return data
+        data["image/png"] = base64.b64encode(bytes(self.image.value)).decode("ascii")
+        width, height = self.css_size
+        return data, {"image/png": {"width": width, "height": height}}
 
     def __repr__(self) -> str:
         # The cell's text/plain output: fixed, unlike VBox's repr (ids, current values).

@@ -48,7 +48,31 @@ def test_repr_is_deterministic():
     w2 = interactive_plot(lambda lr: None, lr=W.FloatSlider(value=0.7))
     assert repr(w1) == repr(w2) == "InteractivePlot(controls: lr)"
     bundle = w1._repr_mimebundle_()
-    assert bundle["text/plain"] == "InteractivePlot(controls: lr)"
+    assert bundle["text/plain"] == "InteractivePlot(controls: lr)"  # no figure drawn: no PNG
+    assert "image/png" not in bundle
+
+
+def test_static_frame_at_natural_size():
+    """The output carries the current frame as a PNG (what a notebook shows before running) and
+    the image is shown at its natural size, drawn at twice the resolution."""
+    import base64
+
+    from course_lib.widgets import DPI
+
+    def draw(a):
+        plt.subplots(figsize=(5, 3))[1].plot([0, a])
+    w = interactive_plot(draw, a=W.FloatSlider(value=1.0))
+    data, metadata = w._repr_mimebundle_()
+    assert data["text/plain"] == "InteractivePlot(controls: a)"
+    assert "application/vnd.jupyter.widget-view+json" in data
+    png = base64.b64decode(data["image/png"])
+    assert png == bytes(w.image.value) and png.startswith(b"\x89PNG")
+    width, height = w.css_size
+    assert metadata == {"image/png": {"width": width, "height": height}}
+    assert 0.8 * 5 * DPI < width <= 5 * DPI and 0.8 * 3 * DPI < height <= 3 * DPI  # tight bbox
+    assert w.image.layout.width == f"{width}px" and w.image.layout.align_self == "flex-start"
+    w.controls["a"].value = 2.0  # a redraw updates the frame
+    assert base64.b64decode(w._repr_mimebundle_()[0]["image/png"]) != png
 
 
 def test_invalid_control():
