@@ -148,7 +148,8 @@ def test_bias_correction_training(splits):
     assert big["no bias correction"].max() == pytest.approx(8.0, rel=0.05)
     assert big["no bias correction"].max() > 3 * big["Adam"][0]  # "more than triples"
     assert big["Adam"][-5:].mean() == pytest.approx(1.62, abs=0.02)
-    assert big["no bias correction"][-5:].mean() == pytest.approx(2.17, abs=0.03)
+    # float64: 2.1803 (native, avx2), 2.1804 (default); float32 gave 2.17 or 2.18
+    assert big["no bias correction"][-5:].mean() == pytest.approx(2.18, abs=0.005)
     assert small["Adam"][-5:].mean() == pytest.approx(1.81, abs=0.02)
     assert small["no bias correction"][-5:].mean() == pytest.approx(1.61, abs=0.02)
 
@@ -198,21 +199,31 @@ def wd():
 
 
 def test_chapter_weight_decay_table(wd):
-    """The printed table: ‖θ‖, test accuracy, ‖θ − θ_L2‖/‖θ_L2‖."""
+    """The printed table: ‖θ‖, max |θ_i|, test accuracy, ‖θ − θ_L2‖/‖θ_L2‖.
+
+    Every fit converges (ε decays to 0): across ATEN_CPU_CAPABILITY=default/avx2/native the
+    parameters agree to a relative 1e-16 (Adam + L2), 1e-11 (Adam), 2e-6, 2e-5 and 5e-4
+    (AdamW, λ = 1e-3, 1e-2, 0.1); the test accuracies are identical.  (Before, 1000 steps at a
+    constant ε stopped mid-cycle: ‖θ‖ of Adam + L2, λ = 1e-3, was 5.756, 5.868 or 5.860.)
+    """
     task, fits, minimizers = wd
-    table = {("Adam", 0.0): (51.4, 0.824, None),
-             ("Adam + L2", 1e-3): (5.79, 0.776, 0.012), ("AdamW", 1e-3): (50.4, 0.824, 8.2),
-             ("Adam + L2", 1e-2): (1.77, 0.757, 7.4e-5), ("AdamW", 1e-2): (42.6, 0.823, 24),
-             ("Adam + L2", 0.1): (0.551, 0.730, 5.1e-6), ("AdamW", 0.1): (14.8, 0.802, 27)}
+    table = {("Adam", 0.0): (107, 102, 0.834, None),
+             ("Adam + L2", 1e-3): (5.75, 4.25, 0.781, 0.0), ("AdamW", 1e-3): (107, 101, 0.834, 18),
+             ("Adam + L2", 1e-2): (1.77, 1.34, 0.757, 0.0), ("AdamW", 1e-2): (86.6, 80.3, 0.832, 49),
+             ("Adam + L2", 0.1): (0.551, 0.381, 0.730, 0.0), ("AdamW", 0.1): (16.1, 9.99, 0.803, 29)}
     assert set(fits) == set(table)
-    for key, (norm, acc, dist) in table.items():
+    for key, (norm, top, acc, dist) in table.items():
         fit = fits[key]
         assert fit.norm == pytest.approx(norm, rel=5e-3), key
-        assert fit.test_accuracy == pytest.approx(acc, abs=1.5e-3), key
+        assert fit.theta.abs().max().item() == pytest.approx(top, rel=5e-3), key
+        assert fit.test_accuracy == pytest.approx(acc, abs=6e-4), key
         if dist is not None:
             ref = minimizers[key[1]]
             rel = (fit.theta - ref).norm().item() / ref.norm().item()
-            assert rel == pytest.approx(dist, rel=0.05), key
+            if dist == 0.0:
+                assert rel < cmp.LANDSCAPE_FLOOR, key  # printed "< 1e-10"
+            else:
+                assert rel == pytest.approx(dist, rel=0.03), key
 
 
 def test_adam_l2_goes_to_the_l2_minimizer_and_adamw_does_not(wd):
@@ -220,17 +231,33 @@ def test_adam_l2_goes_to_the_l2_minimizer_and_adamw_does_not(wd):
     for lam in af.WD_LAMBDAS:
         l2, w = fits[("Adam + L2", lam)], fits[("AdamW", lam)]
         ref = minimizers[lam]
-        assert (l2.theta - ref).norm() < 0.02 * ref.norm()
+        assert (l2.theta - ref).norm() < 1e-10 * ref.norm()  # converged to θ_L2
         assert (w.theta - ref).norm() > 5 * ref.norm()
         assert w.norm > 5 * l2.norm  # "a much larger norm"
         assert w.test_accuracy > l2.test_accuracy + 0.04  # "more accurate at every λ"
+        assert w.theta.abs().max().item() <= 1 / lam * (1 + 1e-6)  # inside the box |θ_i| ≤ 1/λ
+    # "at λ = 0.1 the largest weight ends on the wall 1/λ = 10; at 1e-2 it is still below 100"
+    assert fits[("AdamW", 0.1)].theta.abs().max().item() == pytest.approx(10, abs=0.02)
+    assert fits[("AdamW", 1e-2)].theta.abs().max().item() < 90
+    # "at λ = 1e-3 AdamW ends next to plain Adam", which converged to the unpenalized minimizer
+    adam = fits[("Adam", 0.0)].theta
+    assert (fits[("AdamW", 1e-3)].theta - adam).norm() < 0.01 * adam.norm()
     # the per-feature figure: Adam + L2 leaves the features of scale ≤ 0.1 almost unused
     eff_l2 = fits[("Adam + L2", af.WD_LAMBDA)].effective_weights(task.scales)
     eff_w = fits[("AdamW", af.WD_LAMBDA)].effective_weights(task.scales)
     small = task.scales <= 0.1 + 1e-12
     assert eff_l2[small].max() < 0.1 and eff_w[small].min() > 0.3
-    # "here the unregularised model is as good as AdamW"
+    # "here the unregularized model is as good as AdamW"
     assert fits[("Adam", 0.0)].test_accuracy >= fits[("AdamW", af.WD_LAMBDA)].test_accuracy
+
+
+def test_fit_logistic_converges_and_the_schedule_decays():
+    """Doubling the steps leaves the Adam + L2 fit where it is (converged), and the last
+    steps are tiny (ε_t → 0)."""
+    task = af.scaled_logistic_task()
+    a = af.fit_logistic(task, "Adam + L2", 0.01)
+    b = af.fit_logistic(task, "Adam + L2", 0.01, steps=2 * af.WD_STEPS)
+    assert (a.theta - b.theta).norm() < 1e-10 * a.theta.norm()
 
 
 # ============================================================== AMSGrad's counterexample
@@ -354,6 +381,7 @@ def test_suboptimality_score_and_format_gap():
     assert cmp.suboptimality_score(t, 0.0) == math.inf
     assert cmp.format_gap(1e-12) == "< 1e-10"
     assert cmp.format_gap(0.0123) == "0.012"
+    assert cmp.format_gap(0.6446) == cmp.format_gap(0.6463) == "0.6"  # 1 digit from 0.1 up
     assert cmp.format_gap(math.inf) == "diverged"
 
 
@@ -392,37 +420,38 @@ def test_results_table_layout():
 
 
 # ============================================================== the grand comparison
-#: the chapter's table: landscape → optimizer → (tuned ε, final J − J*; 0.0 for < 1e-10)
+#: the chapter's table: landscape → optimizer → (tuned ε, final J − J*; 0.0 for < 1e-10).
+#: float64 on 2-D problems: identical on every kernel set (default/avx2/native)
 LANDSCAPE_TABLE = {
-    "Rosenbrock": {"SGD": (0.00316, 0.361), "Momentum": (0.00316, 0.00216),
-        "Adagrad": (3.16, 0.724), "RMSprop": (0.316, 0.719), "Adadelta": (10.0, 2.63),
-        "Adam": (1.0, 0.0448), "AMSGrad": (1.0, 0.048), "AdamW": (1.0, 0.115),
-        "NAdam": (0.316, 0.243)},
-    "Beale": {"SGD": (0.0316, 0.00214), "Momentum": (0.00316, 4.18e-05),
-        "Adagrad": (1.0, 0.00611), "RMSprop": (0.1, 0.00165), "Adadelta": (10.0, 0.109),
-        "Adam": (0.316, 3.22e-05), "AMSGrad": (0.316, 4.35e-05), "AdamW": (1.0, 0.0259),
-        "NAdam": (0.316, 3.06e-05)},
-    "quadratic": {"SGD": (0.0316, 2.09e-05), "Momentum": (0.01, 1.33e-07),
-        "Adagrad": (3.16, 4.2e-06), "RMSprop": (0.316, 3.36e-08), "Adadelta": (10.0, 0.00136),
-        "Adam": (1.0, 8.35e-06), "AMSGrad": (1.0, 1.66e-06), "AdamW": (1.0, 3.68e-05),
-        "NAdam": (0.316, 8.92e-09)},
-    "saddle": {"SGD": (0.316, 0.0), "Momentum": (0.1, 7.26e-07), "Adagrad": (1.0, 0.0),
-        "RMSprop": (0.1, 0.0), "Adadelta": (10.0, 0.00269), "Adam": (1.0, 1.56e-07),
+    "Rosenbrock": {"SGD": (0.00316, 0.361), "Momentum": (0.00316, 0.00216), "Adagrad": (3.16, 0.724),
+        "RMSprop": (0.316, 0.719), "Adadelta": (31.6, 1.26), "Adam": (1.0, 0.0448),
+        "AMSGrad": (1.0, 0.048), "AdamW": (1.0, 0.115), "NAdam": (0.316, 0.243)},
+    "Beale": {"SGD": (0.0316, 0.00214), "Momentum": (0.00316, 4.18e-05), "Adagrad": (1.0, 0.00611),
+        "RMSprop": (0.1, 0.00165), "Adadelta": (100.0, 0.826), "Adam": (0.316, 3.22e-05),
+        "AMSGrad": (0.316, 4.35e-05), "AdamW": (1.0, 0.0259), "NAdam": (3.16, 1.09e-06)},
+    "quadratic": {"SGD": (0.0316, 2.09e-05), "Momentum": (0.01, 1.33e-07), "Adagrad": (3.16, 4.2e-06),
+        "RMSprop": (0.316, 3.36e-08), "Adadelta": (31.6, 0.645), "Adam": (1.0, 8.35e-06),
+        "AMSGrad": (1.0, 1.66e-06), "AdamW": (1.0, 3.68e-05), "NAdam": (0.316, 8.92e-09)},
+    "saddle": {"SGD": (0.316, 0.0), "Momentum": (0.316, 5.04e-07), "Adagrad": (1.0, 0.0),
+        "RMSprop": (0.1, 0.0), "Adadelta": (31.6, 0.0379), "Adam": (1.0, 1.56e-07),
         "AMSGrad": (1.0, 4.71e-08), "AdamW": (1.0, 1.85e-06), "NAdam": (0.1, 0.0)},
 }
-#: model → optimizer → (tuned ε, test accuracy of that run)
+#: model → optimizer → (tuned ε by the median validation loss of batch orders 0, 1, 2, median
+#: test accuracy there).  Float64: identical (to 1e-4) with ATEN_CPU_CAPABILITY=default, avx2,
+#: native and MKL_CBWR=COMPATIBLE; in float32 single runs moved by up to 0.15 and the chosen ε
+#: of the CNN's SGD flipped.
 NETWORK_TABLE = {
-    "mlp": {"SGD": (1.0, 0.4562), "Momentum": (0.3, 0.5175), "Adagrad": (0.3, 0.5225),
-        "RMSprop": (0.01, 0.5100), "Adadelta": (10.0, 0.4813), "Adam": (0.03, 0.4875),
-        "AMSGrad": (0.03, 0.4888), "AdamW": (0.03, 0.4900), "NAdam": (0.03, 0.5050)},
-    "cnn": {"SGD": (1.0, 0.3588), "Momentum": (0.3, 0.6650), "Adagrad": (0.03, 0.4813),
-        "RMSprop": (0.003, 0.5000), "Adadelta": (10.0, 0.5925), "Adam": (0.01, 0.6062),
-        "AMSGrad": (0.01, 0.6012), "AdamW": (0.01, 0.6112), "NAdam": (0.01, 0.5975)},
+    "mlp": {"SGD": (1.0, 0.4175), "Momentum": (0.3, 0.5012), "Adagrad": (0.1, 0.4913),
+        "RMSprop": (0.01, 0.4863), "Adadelta": (3.0, 0.4487), "Adam": (0.03, 0.4913),
+        "AMSGrad": (0.03, 0.4875), "AdamW": (0.03, 0.4900), "NAdam": (0.03, 0.5050)},
+    "cnn": {"SGD": (0.1, 0.2800), "Momentum": (0.3, 0.6663), "Adagrad": (0.03, 0.4800),
+        "RMSprop": (0.003, 0.4875), "Adadelta": (10.0, 0.5350), "Adam": (0.01, 0.5775),
+        "AMSGrad": (0.01, 0.5725), "AdamW": (0.01, 0.5725), "NAdam": (0.01, 0.5975)},
 }
-#: model → optimizer → test accuracies for batch orders 0, 1, 2
+#: model → optimizer → test accuracies for batch orders 0, 1, 2 at the tuned ε
 SPREAD = {
-    "mlp": {"Momentum": (0.5175, 0.5012, 0.4562), "Adam": (0.4875, 0.4913, 0.4938)},
-    "cnn": {"Momentum": (0.665, 0.6562, 0.64), "Adam": (0.6062, 0.5775, 0.5563)},
+    "mlp": {"Momentum": (0.5175, 0.5012, 0.4562)},  # Adam's order 2: 0.494 or 0.516 (CPU)
+    "cnn": {"Momentum": (0.6663, 0.67, 0.6388), "Adam": (0.6062, 0.5775, 0.5563)},
 }
 
 
@@ -453,15 +482,17 @@ def test_chapter_landscape_claims(landscape_results):
     gaps = {land: {n: s.final_gap for n, s in sw.items()} for land, sw in landscape_results.items()}
     assert min(gaps["Rosenbrock"], key=gaps["Rosenbrock"].get) == "Momentum"
     assert min(gaps["quadratic"], key=gaps["quadratic"].get) == "NAdam"
+    assert min(gaps["Beale"], key=gaps["Beale"].get) == "NAdam"
     assert {n for n, g in gaps["saddle"].items() if g < cmp.LANDSCAPE_FLOOR} == {
         "SGD", "Adagrad", "RMSprop", "NAdam"}
     escape = {n: s.steps_to() for n, s in landscape_results["saddle"].items()}
     assert escape["Adagrad"] == escape["RMSprop"] == 6 and min(escape.values()) == 6
-    assert escape["SGD"] == 12 and escape["Adam"] == 14
-    for land in gaps:  # Adam is never the worst, its tuned ε is 0.316 or 1; Adadelta's 10
-        assert max(gaps[land], key=gaps[land].get) != "Adam"
+    for land in gaps:  # Adam is never the worst, its tuned ε is 0.316 or 1; Adadelta is last
+        assert max(gaps[land], key=gaps[land].get) == "Adadelta"
         assert landscape_results[land]["Adam"].best_lr in (0.316, 1.0)
-        assert landscape_results[land]["Adadelta"].best_lr == 10.0  # the top of its grid
+        assert landscape_results[land]["Adadelta"].best_lr in (31.6, 100.0)
+        for name, s in landscape_results[land].items():  # "never at the edge of its grid"
+            assert s.best_index == 1, (land, name)
     # AdamW on Beale: its decay keeps it far from the minimum (3, 0.5)
     assert gaps["Beale"]["AdamW"] > 100 * gaps["Beale"]["Adam"]
 
@@ -471,39 +502,44 @@ def test_chapter_network_table(net_results):
         for name, (lr, acc) in row.items():
             sweep = net_results[model][name]
             assert sweep.lrs == cmp.NET_LRS[model][name]
+            assert sweep.seeds == cmp.NET_SEEDS
             assert sweep.best_lr == lr, (model, name)
-            assert sweep.best.test_accuracy == pytest.approx(acc, abs=0.01), (model, name)
+            assert not sweep.at_edge, (model, name)  # the best ε is the middle of its grid
+            # measured spread across kernel sets: 0; a tenth of the printed precision (0.01)
+            assert sweep.test_accuracy == pytest.approx(acc, abs=0.003), (model, name)
             assert len(sweep.best.history.epochs["epoch"]) == cmp.NET_EPOCHS[model]
-    cnn = {n: s.best.test_accuracy for n, s in net_results["cnn"].items()}
+    cnn = {n: s.test_accuracy for n, s in net_results["cnn"].items()}
     assert max(cnn, key=cnn.get) == "Momentum"
-    mlp = {n: s.best.test_accuracy for n, s in net_results["mlp"].items()}
-    assert min(mlp, key=mlp.get) == "SGD"
     assert cnn["Momentum"] > max(cnn[n] for n in ("Adagrad", "RMSprop", "Adadelta", "Adam",
                                                   "AMSGrad", "AdamW", "NAdam"))
     for model in net_results:
-        accs = {n: s.best.test_accuracy for n, s in net_results[model].items()}
-        assert min(accs, key=accs.get) not in ("Adam", "Momentum")
+        accs = {n: s.test_accuracy for n, s in net_results[model].items()}
+        assert min(accs, key=accs.get) == "SGD"  # so never Adam or momentum
+        assert max(accs, key=accs.get) != "Adam"  # "Adam is best nowhere"
         assert net_results[model]["Adam"].best_lr in (0.01, 0.03)
-        assert net_results[model]["Adadelta"].best_lr == 10.0
+    assert (net_results["mlp"]["Adadelta"].best_lr, net_results["cnn"]["Adadelta"].best_lr) == (3.0, 10.0)
 
 
-def test_chapter_seed_spread(net_results, splits):
+def test_chapter_seed_spread(net_results):
     spread = {}
     for model, row in SPREAD.items():
         for name, expected in row.items():
-            best = net_results[model][name].best
-            accs = np.concatenate([[best.test_accuracy],
-                                   cmp.seed_spread(model, name, best.lr, splits)])
-            np.testing.assert_allclose(accs, expected, atol=0.01)
+            accs = net_results[model][name].test_accuracies
+            np.testing.assert_allclose(accs, expected, atol=0.003)  # measured spread: 0
             spread[(model, name)] = accs
     # "its worst batch order beats Adam's best" on the CNN
     assert spread[("cnn", "Momentum")].min() > spread[("cnn", "Adam")].max()
-    # on the MLP all nine span 0.456–0.522, about as wide as momentum's three batch orders
-    mlp = np.array([s.best.test_accuracy for s in net_results["mlp"].values()])
-    assert mlp.min() == pytest.approx(0.456, abs=0.01)
-    assert mlp.max() == pytest.approx(0.522, abs=0.01)
+    # on the MLP the medians of all but plain SGD lie between 0.45 and 0.51, while momentum's
+    # three orders alone span 0.46 to 0.52
+    mlp = np.array([s.test_accuracy for n, s in net_results["mlp"].items() if n != "SGD"])
+    assert 0.445 <= mlp.min() and mlp.max() < 0.515
     momentum = spread[("mlp", "Momentum")]
-    assert abs((mlp.max() - mlp.min()) - (momentum.max() - momentum.min())) < 0.015
+    assert momentum.max() - momentum.min() >= 0.9 * (mlp.max() - mlp.min())
+
+
+def test_seed_spread_is_train_run_with_other_orders(splits):
+    accs = cmp.seed_spread("mlp", "Adam", 0.03, splits, seeds=(1,), epochs=1)
+    assert accs[0] == cmp.train_run("mlp", "Adam", 0.03, splits, 1, seed=1).test_accuracy
     with pytest.raises(ValueError, match="Invalid seeds"):
         cmp.seed_spread("mlp", "Adam", 0.01, splits, seeds=())
 
