@@ -61,6 +61,9 @@ __all__ = [
 DATA = {"num_samples": 4000, "seed": 0, "val_fraction": 0.2}  # 2560 train, 640 val, 800 test
 HIDDEN = (64, 64, 64, 64)  # four ReLU layers: at θ₀ the loss sits on a plateau, ‖g‖ is small
 MODEL_SEED = 0  # the same θ₀ for every run
+#: float64: cheap for this network, and a run at a large ε amplifies the last bits of float32
+#: into visible differences between CPUs
+DTYPE = torch.float64
 BATCH = 64
 EPOCHS = 4  # 40 steps per epoch: 160 steps per run
 MOMENTUM = 0.9  # α of "Momentum"
@@ -69,6 +72,9 @@ OPTIMIZER_NAMES = ("Adam", "Momentum", "SGD")
 #: the sweep's grid: ε = 10^(k/2), half a decade apart, from 3.16·10⁻⁴ to 3.16
 SWEEP_LRS = tuple(float(f"{10 ** (k / 2):.3g}") for k in range(-7, 2))
 BAND_TOLERANCE = 0.2  # "good": a final validation loss within 20 % of the sweep's best
+#: the sweep trains every ε with each of these seeds (θ₀ and batch order) and judges it by the
+#: median final validation loss: one seed is one sample, and its ranking of close ε is noise
+SWEEP_SEEDS = (0, 1, 2)
 
 #: the range test of the chapter
 RANGE_TEST = {"lr_min": 1e-5, "lr_max": 10.0, "steps": 160, "batch_size": BATCH,
@@ -106,14 +112,17 @@ def mnist1d_splits(num_samples: int = DATA["num_samples"], seed: int = DATA["see
     """
     data = mnist1d(num_samples, seed=seed)
     train_set, val_set = train_val_split(data.X_train, data.y_train, val_fraction, seed=seed)
-    return {"train": train_set, "val": val_set, "test": data.test}
+    return {name: (X.to(DTYPE), y) for name, (X, y) in
+            (("train", train_set), ("val", val_set), ("test", data.test))}
 
 
 def make_model(hidden: tuple[int, ...] = HIDDEN, seed: int = MODEL_SEED) -> torch.nn.Module:
-    """The chapter's network: ``mlp(40, hidden, 10)`` (ReLU), θ₀ drawn from a generator seeded
-    with ``seed``, so that every run of a figure starts from the same θ₀."""
+    """The chapter's network: ``mlp(40, hidden, 10)`` (ReLU) in ``DTYPE`` on the CPU, θ₀ drawn
+    from a generator seeded with ``seed``, so that every run of a figure starts from the same
+    θ₀."""
     _check("seed", seed, _is_int(seed) and seed >= 0, "an int >= 0")
-    return mlp(40, tuple(hidden), 10, generator=torch.Generator().manual_seed(int(seed)))
+    return mlp(40, tuple(hidden), 10,
+               generator=torch.Generator().manual_seed(int(seed))).to(DTYPE)
 
 
 def make_optimizer(name: str, params, lr: float) -> torch.optim.Optimizer:
@@ -252,27 +261,54 @@ def good_lr_band(lrs, losses, tolerance: float = BAND_TOLERANCE) -> tuple[float,
 
 @dataclass
 class Sweep:
-    """One optimizer trained at every ε of a grid (:func:`lr_sweep`)."""
+    """One optimizer trained at every ε of a grid, with one or more seeds (:func:`lr_sweep`).
+
+    ``seed_runs[k][i]`` is the run with the k-th seed at the i-th ε; ``runs`` are those of the
+    first seed (for curves and for looking inside a trained network).  An ε is judged by the
+    median of its final validation losses over the seeds.
+    """
     optimizer: str
-    runs: list[Run] = field(default_factory=list)
+    seed_runs: list[list[Run]] = field(default_factory=list)
+
+    @property
+    def runs(self) -> list[Run]:
+        return self.seed_runs[0]
 
     @property
     def lrs(self) -> np.ndarray:
         return np.array([r.lr for r in self.runs])
 
     @property
+    def seed_val_losses(self) -> np.ndarray:
+        """(number of seeds, number of ε): final validation losses, inf where diverged."""
+        return np.array([[r.final_val_loss for r in runs] for runs in self.seed_runs])
+
+    @property
     def final_val_losses(self) -> np.ndarray:
-        """One per ε; inf where the run diverged."""
-        return np.array([r.final_val_loss for r in self.runs])
+        """One per ε: the median over the seeds (inf where most runs diverged)."""
+        return np.median(self.seed_val_losses, axis=0)
+
+    @property
+    def best_index(self) -> int:
+        return int(np.argmin(self.final_val_losses))
+
+    @property
+    def best_lr(self) -> float:
+        """The ε of least median final validation loss."""
+        return float(self.lrs[self.best_index])
 
     @property
     def best(self) -> Run:
-        """The run of least final validation loss."""
-        return self.runs[int(np.argmin(self.final_val_losses))]
+        """The first seed's run at :attr:`best_lr`."""
+        return self.runs[self.best_index]
 
     def band(self, tolerance: float = BAND_TOLERANCE) -> tuple[float, ...]:
-        """:func:`good_lr_band` of this sweep."""
+        """:func:`good_lr_band` of the median losses."""
         return good_lr_band(self.lrs, self.final_val_losses, tolerance)
+
+    def seed_bands(self, tolerance: float = BAND_TOLERANCE) -> list[tuple[float, ...]]:
+        """:func:`good_lr_band` of each seed alone: how much one sweep's answer moves."""
+        return [good_lr_band(self.lrs, losses, tolerance) for losses in self.seed_val_losses]
 
     def band_decades(self, tolerance: float = BAND_TOLERANCE) -> float:
         """log₁₀(largest good ε / smallest good ε): the width of the good band, in decades."""
@@ -280,12 +316,17 @@ class Sweep:
         return math.log10(max(band) / min(band)) if band else math.nan
 
 
-def lr_sweep(optimizer: str, lrs=SWEEP_LRS, **kwargs) -> Sweep:
-    """:func:`train_run` ``(optimizer, lr, **kwargs)`` for every ε in ``lrs``."""
+def lr_sweep(optimizer: str, lrs=SWEEP_LRS, seeds=(0,), **kwargs) -> Sweep:
+    """:func:`train_run` ``(optimizer, lr, seed=k, model_seed=k, **kwargs)`` for every ε in
+    ``lrs`` and every k in ``seeds`` (each seed draws its own θ₀ and batch order)."""
     lrs = tuple(lrs)
     _check("lrs", lrs, len(lrs) >= 1 and all(_is_positive(lr) for lr in lrs),
            "a non-empty sequence of learning rates > 0")
-    return Sweep(optimizer, [train_run(optimizer, lr, **kwargs) for lr in lrs])
+    seeds = tuple(seeds)
+    _check("seeds", seeds, len(seeds) >= 1 and all(_is_int(k) and k >= 0 for k in seeds),
+           "a non-empty sequence of ints >= 0")
+    return Sweep(optimizer, [[train_run(optimizer, lr, seed=k, model_seed=k, **kwargs)
+                              for lr in lrs] for k in seeds])
 
 
 # --- the learning-rate range test ----------------------------------------------------------------

@@ -361,16 +361,25 @@ def test_explorer_figure_titles_the_diagnosis():
 # ======================================================================================
 @pytest.fixture(scope="module")
 def sweeps():
-    return {name: mon.lr_sweep(name) for name in ("Adam", "Momentum")}
+    return {name: mon.lr_sweep(name, seeds=mon.SWEEP_SEEDS) for name in ("Adam", "Momentum")}
+
+
+def _range_tests(seed):
+    splits = mon.mnist1d_splits()
+    return {name: mon.lr_range_test(lambda: mon.make_model(seed=seed), torch.nn.CrossEntropyLoss(),
+                                    lambda p, lr, name=name: mon.make_optimizer(name, p, lr),
+                                    splits["train"], **{**mon.RANGE_TEST, "seed": seed})
+            for name in ("Adam", "Momentum")}
 
 
 @pytest.fixture(scope="module")
-def range_tests():
-    splits = mon.mnist1d_splits()
-    return {name: mon.lr_range_test(mon.make_model, torch.nn.CrossEntropyLoss(),
-                                    lambda p, lr, name=name: mon.make_optimizer(name, p, lr),
-                                    splits["train"], **mon.RANGE_TEST)
-            for name in ("Adam", "Momentum")}
+def range_seeds():
+    return {k: _range_tests(k) for k in mon.SWEEP_SEEDS}
+
+
+@pytest.fixture(scope="module")
+def range_tests(range_seeds):
+    return range_seeds[mon.SWEEP_SEEDS[0]]
 
 
 @pytest.fixture(scope="module")
@@ -384,34 +393,48 @@ def test_chapter_data_and_model():
     assert len(mon.SWEEP_LRS) == 9 and mon.SWEEP_LRS[0] == 3.16e-4 and mon.SWEEP_LRS[-1] == 3.16
 
 
+def test_lr_sweep_runs_every_seed():
+    sweep = mon.lr_sweep("Adam", lrs=(1e-3, 1e-2), seeds=(0, 1), epochs=1)
+    assert sweep.seed_val_losses.shape == (2, 2)
+    np.testing.assert_allclose(sweep.final_val_losses, np.median(sweep.seed_val_losses, axis=0))
+    assert sweep.runs is sweep.seed_runs[0]
+    assert sweep.seed_runs[1][0].history.steps["loss"][0] != sweep.runs[0].history.steps["loss"][0]
+    with pytest.raises(ValueError, match="Invalid seeds"):
+        mon.lr_sweep("Adam", seeds=())
+
+
 def test_chapter_adam_has_the_wider_band(sweeps):
+    """Medians over seeds 0, 1, 2 (float64).  Measured: the bands and counts are the same with
+    ATEN_CPU_CAPABILITY=default, avx2 and native, and with seeds 3, 4, 5 (except: 30 %
+    gives Adam 6 and 10 % gives momentum 2 there, and Adam's best ε is 0.00316, a near tie
+    with 0.01).  Single float32 runs flipped the 30 % count of momentum between CPUs."""
     adam, mom = sweeps["Adam"], sweeps["Momentum"]
-    assert adam.best.lr == 0.01 and adam.best.final_val_loss == pytest.approx(1.35, abs=0.03)
-    assert mom.best.lr == 0.1 and mom.best.final_val_loss == pytest.approx(1.45, abs=0.03)
+    assert adam.best_lr == 0.01 and adam.final_val_losses.min() == pytest.approx(1.403, abs=0.004)
+    assert mom.best_lr == 0.1 and mom.final_val_losses.min() == pytest.approx(1.511, abs=0.004)
     assert adam.band() == (0.001, 0.00316, 0.01, 0.0316)
-    assert mom.band() == (0.0316, 0.1)
+    assert mom.band() == (0.0316, 0.1, 0.316)
     assert adam.band_decades() == pytest.approx(1.5, abs=0.01)
-    assert mom.band_decades() == pytest.approx(0.5, abs=0.01)
+    assert mom.band_decades() == pytest.approx(1.0, abs=0.01)
     counts = {tol: (len(adam.band(tol)), len(mom.band(tol))) for tol in (0.1, 0.2, 0.3)}
-    assert counts == {0.1: (3, 1), 0.2: (4, 2), 0.3: (5, 3)}
+    assert counts == {0.1: (3, 1), 0.2: (4, 3), 0.3: (5, 3)}
     assert all(a > m for a, m in counts.values())  # "whatever tolerance we choose"
     # 30 % is the last tolerance below chance level: 1.3 × best < ln 10 for both
-    assert 1.3 * max(adam.best.final_val_loss, mom.best.final_val_loss) < math.log(10)
+    assert 1.3 * max(adam.final_val_losses.min(), mom.final_val_losses.min()) < math.log(10)
     assert 1e-3 in adam.band()  # Adam's default ε is good
     assert mom.runs[-1].diverged and not any(r.diverged for r in adam.runs)  # "missing point"
-    # momentum: stalls up to 0.01, moves from 0.0316, jumps at 1, nan at 3.16
+    # momentum (seed 0): stalls up to 0.01, moves from 0.0316, jumps at 1, nan at 3.16
     labels = dict(zip(mon.SWEEP_LRS, (mon.diagnose(r.history).label for r in mom.runs)))
     assert [labels[lr] for lr in (3.16e-4, 0.001, 0.00316, 0.01)] == ["stalling"] * 4
+    # at ε = 1 the run jumps (native, avx2) or becomes nan after 48 steps (default kernels)
     assert labels[0.0316] == "healthy" and labels[1.0] == labels[3.16] == "diverging"
-    assert "jumped" in mon.diagnose(mom.runs[-2].history).reason
 
 
 def test_chapter_step_sizes_at_the_same_lr(sweeps):
     i3 = list(mon.SWEEP_LRS).index(1e-3)
     adam = np.median(sweeps["Adam"].runs[i3].update_ratios)
     mom = np.median(sweeps["Momentum"].runs[i3].update_ratios)
-    assert adam == pytest.approx(4.85e-3, rel=0.05) and mom == pytest.approx(5.48e-5, rel=0.05)
-    assert 50 < adam / mom < 150  # "~89x"
+    assert adam == pytest.approx(4.85e-3, rel=0.01) and mom == pytest.approx(5.48e-5, rel=0.01)
+    assert 85 < adam / mom < 93  # printed "89 times" (2 significant digits)
     assert sweeps["Momentum"].runs[0].history.steps["grad_norm"][0] == pytest.approx(0.139, rel=0.01)
     # SGD's ratios grow ∝ ε below its band (steps εg): a slope of 1 on the log-log plot
     ratios = [np.median(r.update_ratios) for r in sweeps["Momentum"].runs[:4]]
@@ -421,34 +444,45 @@ def test_chapter_step_sizes_at_the_same_lr(sweeps):
 
 def test_chapter_adam_at_large_lr_kills_the_last_layer(sweeps):
     X_val = mon.mnist1d_splits()["val"][0]
-    good = sweeps["Adam"].runs[list(mon.SWEEP_LRS).index(1e-2)]
-    huge = sweeps["Adam"].runs[list(mon.SWEEP_LRS).index(1.0)]
+    i_good, i_huge = list(mon.SWEEP_LRS).index(1e-2), list(mon.SWEEP_LRS).index(1.0)
+    good, huge = sweeps["Adam"].runs[i_good], sweeps["Adam"].runs[i_huge]
     theta0 = mon.param_norm(mon.make_model())
     assert theta0 == pytest.approx(9.51, rel=0.01)
     assert mon.param_norm(huge.model) > 50 * theta0 and mon.param_norm(good.model) < 2 * theta0
     assert mon.dead_units(huge.model, X_val)[-1] == 1.0  # "every unit of the last hidden layer"
-    dead_good = mon.dead_units(good.model, X_val)
-    assert 0.25 < np.mean(dead_good[1:]) < 0.45  # "a third of them are dead in the best run too"
+    # printed for seed 0: 0 %, 34 %, 41 %, 34 % (the same on every kernel set)
+    np.testing.assert_allclose(mon.dead_units(good.model, X_val), [0, 0.34, 0.41, 0.34], atol=0.01)
+    # "a third or more ... varies from seed to seed": seeds 0-5 gave means of 0.17-0.61
+    for runs in sweeps["Adam"].seed_runs:
+        dead = mon.dead_units(runs[i_good].model, X_val)
+        assert 0.15 < max(dead[1:]) and max(dead[1:]) < 0.7
     assert huge.final_val_loss == pytest.approx(math.log(10), abs=0.15)  # chance level
 
 
-def test_chapter_range_test(sweeps, range_tests):
-    adam, mom = range_tests["Adam"], range_tests["Momentum"]
-    assert not adam.diverged and len(adam.lrs) == mon.RANGE_TEST["steps"]
-    assert mom.diverged and len(mom.lrs) == 150
-    assert adam.min_lr == pytest.approx(0.0499, rel=0.02) and adam.suggested_lr == pytest.approx(0.00499, rel=0.02)
-    assert mom.min_lr == pytest.approx(0.521, rel=0.02) and mom.suggested_lr == pytest.approx(0.0521, rel=0.02)
-    assert adam.smoothed.min() == pytest.approx(1.9, abs=0.05)
-    for name, rt in range_tests.items():
-        band = sweeps[name].band()
-        assert min(band) <= rt.suggested_lr <= max(band), name  # "falls inside the band"
+def test_chapter_range_test(sweeps, range_seeds):
+    """Seed 0: min at ε = 0.0499 (Adam), 0.521 (momentum); seeds 1, 2: 0.0385, 0.0323 and
+    0.569, 0.521; the same with default, avx2 and native kernels.  Whether Adam's test stops
+    early is NOT portable (seed 2: stops at step 127 with default kernels, runs to the end
+    with the others), so nothing is asserted about it."""
+    expected = {0: (0.0499, 0.521), 1: (0.0385, 0.569), 2: (0.0323, 0.521)}
+    for k, (adam_lr, mom_lr) in expected.items():
+        adam, mom = range_seeds[k]["Adam"], range_seeds[k]["Momentum"]
+        assert adam.min_lr == pytest.approx(adam_lr, rel=0.02), k
+        assert mom.min_lr == pytest.approx(mom_lr, rel=0.02), k
+        assert adam.suggested_lr == pytest.approx(adam.min_lr / 10, rel=1e-12)
+        for name, rt in range_seeds[k].items():
+            band = sweeps[name].band()
+            assert min(band) <= rt.suggested_lr <= max(band), (k, name)  # "falls inside the band"
+    assert range_seeds[0]["Adam"].smoothed.min() == pytest.approx(1.90, abs=0.004)
+    assert range_seeds[0]["Momentum"].diverged  # the loss explodes
 
 
 def test_chapter_suggested_lr_trains_as_well_as_the_sweep(sweeps, range_tests):
     for name, rt in range_tests.items():
         run = mon.train_run(name, rt.suggested_lr)
         assert mon.diagnose(run.history).label == "healthy"
-        assert run.final_val_loss <= 1.02 * sweeps[name].best.final_val_loss, name  # "as good as"
+        # printed ratio 0.98 for both (same on every kernel set)
+        assert run.final_val_loss / sweeps[name].best.final_val_loss == pytest.approx(0.98, abs=0.004)
     n_sweep = len(mon.SWEEP_LRS) * len(sweeps["Adam"].runs[0].history.steps["step"])
     assert n_sweep == 9 * mon.RANGE_TEST["steps"] == 1440  # "a ninth of its cost"
 
@@ -470,7 +504,8 @@ def test_chapter_health_signals(examples):
     s = {kind: mon.health_signals(run) for kind, run in examples.items()}
     assert s["too small"]["update_ratio"] < 1e-4  # "near 10⁻⁴"
     assert 5e-3 < s["good"]["update_ratio"] < 3e-2  # "near 10⁻²"
-    assert s["too large"]["update_ratio"] == pytest.approx(1 / 6, rel=0.1)  # "a sixth of ‖θ‖"
+    # "a fifth of ‖θ‖": 0.19097 on every kernel set (float64; it was 0.164 in float32)
+    assert s["too large"]["update_ratio"] == pytest.approx(1 / 5, rel=0.1)
     assert s["too small"]["grad_norm"] == pytest.approx(0.16, rel=0.05)
     assert s["too large"]["max_grad_norm"] > 1e6
     spike = mon.first_spike(examples["too large"].history)
