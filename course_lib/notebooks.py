@@ -6,6 +6,11 @@ repeatable: the kernel starts in the notebook's folder with a fixed environment 
 seed, one thread per kernel as under ``make test``, where two kernels share two cores), cell
 timings are not recorded and volatile metadata is dropped.
 
+Metadata: every stored notebook (chapters/, solutions/, exercises/) carries the metadata
+JupyterLab writes on opening it (see ``LANGUAGE_INFO`` below), so opening and saving an untouched
+notebook changes nothing; ``execute``, ``build`` and ``grading release`` apply that rule, and
+``python -m course_lib.notebooks metadata PATH...`` re-applies it alone (no execution).
+
 Authoring: ``python -m course_lib.notebooks build SCRIPT.py NOTEBOOK.ipynb`` turns a "percent"
 script into a notebook, and ``export NOTEBOOK.ipynb`` prints one back as a script.  Cells start
 with a marker line::
@@ -21,6 +26,7 @@ The ``id`` is nbgrader's ``grade_id``; it must be unique in the notebook.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import sys
@@ -28,7 +34,26 @@ from pathlib import Path
 
 import nbformat
 
+# What JupyterLab writes into a notebook's metadata when it opens it (measured with JupyterLab
+# 4.6 and ipykernel 7: ``kernelspec`` from the kernel spec, ``language_info`` from the kernel's
+# info reply; nothing else).  Stored notebooks carry exactly this, so opening one does not mark
+# it modified and saving it untouched changes no byte.  ``language_info.version`` is the only
+# field that depends on the machine (the kernel reports its Python, ``sys.version``): we store
+# the course's reference Python, and the students' lab keeps a stored version on save
+# (:func:`keep_stored_python_version`), so on any other Python a save still changes nothing.
+# Re-apply after editing this rule: ``python -m course_lib.notebooks metadata chapters solutions
+# exercises`` (no execution).
 KERNEL = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
+PYTHON_VERSION = "3.11.7"  # the reference Python of the stored notebooks (the maintainers' venv)
+LANGUAGE_INFO = {
+    "codemirror_mode": {"name": "ipython", "version": 3},
+    "file_extension": ".py",
+    "mimetype": "text/x-python",
+    "name": "python",
+    "nbconvert_exporter": "python",
+    "pygments_lexer": "ipython3",
+    "version": PYTHON_VERSION,
+}
 TIMEOUT_S = 300
 _MARKER = re.compile(r"^# %%(?: \[(markdown)\])?(?: (solution|tests|answer))?((?: \w+=[\w.-]+)*)\s*$")
 
@@ -49,8 +74,7 @@ def _nbgrader_meta(kind: str, attrs: dict[str, str]) -> dict:
 
 def from_percent(text: str) -> nbformat.NotebookNode:
     """Parse the percent format described in the module docstring into a notebook."""
-    nb = nbformat.v4.new_notebook(metadata={"kernelspec": KERNEL,
-                                            "language_info": {"name": "python"}})
+    nb = nbformat.v4.new_notebook()
     cells: list[tuple[str, str | None, dict, list[str]]] = []
     for lineno, line in enumerate(text.splitlines(), 1):
         if line.startswith("# %%"):
@@ -79,7 +103,7 @@ def from_percent(text: str) -> nbformat.NotebookNode:
                 raise ValueError(f"Duplicate grade id: {attrs['id']!r}")
             ids.add(attrs["id"])
         nb.cells.append(cell)
-    _stable_ids(nb)
+    _clean(nb)
     return nb
 
 
@@ -108,17 +132,64 @@ def _stable_ids(nb: nbformat.NotebookNode) -> None:
         cell["id"] = f"cell-{i:03d}"
 
 
-# --------------------------------------------------------------------------- execution
+# --------------------------------------------------------------------------- metadata
 def _clean(nb: nbformat.NotebookNode) -> None:
-    """Drop metadata that differs from run to run."""
+    """THE rule for stored notebooks' metadata: drop what differs from run to run, store what
+    JupyterLab would write on opening (``KERNEL``, ``LANGUAGE_INFO``), tag self-check cells."""
     for cell in nb.cells:
         cell.metadata.pop("execution", None)
         cell.metadata.pop("collapsed", None)
         cell.metadata.pop("scrolled", None)
+        if cell.cell_type == "code" and cell.metadata.get("nbgrader", {}).get("grade"):
+            # an exercise's self-checks (course_lib.checks): Run All goes on after a failure
+            tags = cell.metadata.setdefault("tags", [])
+            if "raises-exception" not in tags:
+                tags.append("raises-exception")
     nb.metadata.pop("widgets", None)  # widget state holds random model ids
-    nb.metadata["kernelspec"] = KERNEL
-    nb.metadata["language_info"] = {"name": "python"}
+    nb.metadata["kernelspec"] = dict(KERNEL)
+    nb.metadata["language_info"] = {k: (dict(v) if isinstance(v, dict) else v)
+                                    for k, v in LANGUAGE_INFO.items()}
+    nb.nbformat, nb.nbformat_minor = 4, 5  # what JupyterLab 4 saves
     _stable_ids(nb)
+
+
+def apply_metadata(path: str | Path) -> bool:
+    """Rewrite one stored notebook's metadata by :func:`_clean`, outputs untouched (no kernel).
+
+    Returns whether the file changed.  ``course_lib.grading`` calls it on every released
+    exercise, so exercises/ follows the same rule as solutions/.
+    """
+    path = Path(path)
+    before = path.read_bytes()
+    nb = nbformat.read(path, as_version=4)
+    _clean(nb)
+    nbformat.validate(nb)
+    nbformat.write(nb, path)
+    return path.read_bytes() != before
+
+
+def keep_stored_python_version(model: dict, path: str, contents_manager, **kwargs) -> None:
+    """Jupyter server pre-save hook (the students' lab, ``course_lib/lab_config``): when a
+    notebook's ``language_info`` differs from the one stored on disk only by the kernel's Python
+    version, keep the stored one.  A student whose Python is not the reference one then still
+    saves an untouched notebook byte for byte as it was (no ``git pull`` conflict)."""
+    if model.get("type") != "notebook" or not isinstance(model.get("content"), dict):
+        return
+    new = model["content"].get("metadata", {}).get("language_info")
+    target = Path(contents_manager.root_dir) / path.strip("/")
+    if not isinstance(new, dict) or not target.is_file():
+        return
+    try:
+        old = json.loads(target.read_text(encoding="utf-8")).get("metadata", {}).get("language_info")
+    except (OSError, ValueError):
+        return
+    if (isinstance(old, dict) and "version" in old and old != new
+            and {k: v for k, v in old.items() if k != "version"}
+            == {k: v for k, v in new.items() if k != "version"}):
+        new["version"] = old["version"]
+
+
+# --------------------------------------------------------------------------- execution
 
 
 # The environment every notebook runs in, here and under nbval (the Makefile's test target sets
@@ -167,6 +238,9 @@ def main(argv: list[str] | None = None) -> int:
     bd.add_argument("--force", action="store_true", help="overwrite an existing notebook")
     xp = sub.add_parser("export", help="notebook -> percent script on stdout")
     xp.add_argument("notebook")
+    md = sub.add_parser("metadata", help="rewrite stored notebooks' metadata by the rule above "
+                                         "(no execution, outputs untouched)")
+    md.add_argument("paths", nargs="+")
     args = parser.parse_args(argv)
 
     if args.cmd == "execute":
@@ -175,6 +249,12 @@ def main(argv: list[str] | None = None) -> int:
             t0 = time.perf_counter()
             execute(nb_path)
             print(f"executed {nb_path} in {time.perf_counter() - t0:.1f} s")
+    elif args.cmd == "metadata":
+        paths = _notebooks(args.paths)
+        changed = [p for p in paths if apply_metadata(p)]
+        for p in changed:
+            print(f"rewrote the metadata of {p}")
+        print(f"{len(changed)} of {len(paths)} notebooks changed")
     elif args.cmd == "build":
         target = Path(args.notebook)
         if target.exists() and not args.force:
