@@ -4,9 +4,13 @@ Every function draws on ``ax`` if given (so figures compose with ``plt.subplots`
 a new figure, and returns the Axes (``animate_trajectories`` returns the animation).
 Nothing here calls ``plt.show()``.
 
-Animations in stored notebooks: display them with :func:`to_jshtml`, not with
-``anim.to_jshtml()``.  Matplotlib puts a random id (``uuid4``) into the HTML, so the stored
-output would differ at every run; ``to_jshtml`` replaces it with a hash of the content.
+Animations in notebooks: display them with :func:`animation_player`.  It is an ipywidgets
+player (Play, a frame slider and the frames, linked in the browser, so Play works at the first
+click without a round trip to the kernel), and its stored output also carries the animation as
+an animated GIF: a notebook opened before running, not trusted, offline or read as a web page
+shows the animation playing, without scripts or outside assets.  (:func:`to_jshtml` is
+Matplotlib's JavaScript player with a deterministic id; its scripts and buttons do not run in an
+untrusted notebook and its icons come from a CDN, so chapters do not use it.)
 """
 from __future__ import annotations
 
@@ -22,7 +26,8 @@ from matplotlib.colors import LogNorm
 from course_lib.landscapes import Landscape, Trajectory
 
 __all__ = ["contour", "plot_trajectories", "plot_losses", "plot_history",
-           "animate_trajectories", "to_jshtml", "surface3d"]
+           "animate_trajectories", "animation_player", "AnimationPlayer", "to_jshtml",
+           "surface3d"]
 
 #: marker and legend label for each kind of critical point
 CRITICAL_STYLE = {
@@ -231,6 +236,116 @@ def animate_trajectories(landscape: Landscape, trajectories: Mapping, interval: 
     anim = FuncAnimation(fig, draw, frames=steps, interval=interval, blit=False)
     plt.close(fig)
     return anim
+
+
+def _frames(anim: FuncAnimation, dpi: float) -> list[bytes]:
+    """Every frame of ``anim`` as PNG bytes, through Matplotlib's movie-writer interface."""
+    import io
+
+    from matplotlib.animation import AbstractMovieWriter
+
+    class Collect(AbstractMovieWriter):
+        def __init__(self):
+            super().__init__(fps=5)
+            self.pngs: list[bytes] = []
+
+        def setup(self, fig, outfile, dpi=None):
+            super().setup(fig, outfile, dpi)
+
+        def grab_frame(self, **savefig_kwargs):
+            buf = io.BytesIO()
+            self.fig.savefig(buf, format="png", dpi=self.dpi)
+            self.pngs.append(buf.getvalue())
+
+        def finish(self):
+            pass
+
+    writer = Collect()
+    anim.save("frames", writer=writer, dpi=dpi)  # no file is written: the writer keeps them
+    return writer.pngs
+
+
+def _gif(pngs: list[bytes], size: tuple[int, int], interval_ms: int) -> bytes:
+    """An animated GIF (looping) of the frames, scaled to ``size``; deterministic bytes."""
+    import io
+
+    from PIL import Image
+
+    rgb = []
+    for png in pngs:
+        with Image.open(io.BytesIO(png)) as im:
+            rgb.append(im.convert("RGB").resize(size, Image.Resampling.LANCZOS))
+    # one palette for all frames (from the last, fullest one): unchanged pixels stay unchanged,
+    # so the GIF stores only what each frame adds
+    palette = rgb[-1].quantize(colors=255, method=Image.Quantize.MEDIANCUT, dither=0)
+    images = [im.quantize(palette=palette, dither=0) for im in rgb]
+    buf = io.BytesIO()
+    images[0].save(buf, format="GIF", save_all=True, append_images=images[1:],
+                   duration=interval_ms, loop=0, disposal=1, optimize=False)
+    return buf.getvalue()
+
+
+class AnimationPlayer:
+    """Play / frame slider / frames, linked in the browser (see :func:`animation_player`).
+
+    Attributes:
+        widget: the ipywidgets ``VBox`` (CSS class ``course-animation``).
+        play, slider: the ``Play`` and ``IntSlider`` widgets (their ``value`` is the frame).
+        stack: a ``Stack`` of ``Image`` widgets, one per frame, showing the selected one.
+        links: the two browser-side links, Play → slider → shown frame.
+        gif: the animated GIF stored as the output's fallback.
+        css_size: (width, height) of a frame on screen, in CSS pixels.
+    """
+
+    SCALE = 2  # frames hold 2 × as many pixels per side as they take CSS pixels
+
+    def __init__(self, anim: FuncAnimation) -> None:
+        import ipywidgets as W
+
+        from course_lib.widgets import _png_size
+
+        fig = anim._fig
+        pngs = _frames(anim, dpi=fig.dpi * self.SCALE)
+        width, height = _png_size(pngs[0])
+        self.css_size = (width // self.SCALE, height // self.SCALE)
+        interval = int(getattr(anim, "_interval", 200))
+        self.gif = _gif(pngs, self.css_size, interval)
+        n = len(pngs)
+        self.play = W.Play(value=0, min=0, max=n - 1, interval=interval, description="Play")
+        self.slider = W.IntSlider(value=0, min=0, max=n - 1, description="frame",
+                                  continuous_update=True)
+        layout = dict(width=f"{self.css_size[0]}px", height=f"{self.css_size[1]}px")
+        self.stack = W.Stack([W.Image(value=png, format="png", layout=W.Layout(**layout))
+                              for png in pngs], selected_index=0)
+        self.links = [W.jslink((self.play, "value"), (self.slider, "value")),
+                      W.jslink((self.slider, "value"), (self.stack, "selected_index"))]
+        self.widget = W.VBox([W.HBox([self.play, self.slider]), self.stack],
+                             layout=W.Layout(align_items="flex-start"))
+        self.widget.add_class("course-animation")
+
+    def _repr_mimebundle_(self, **kwargs):
+        import base64
+
+        data = self.widget._repr_mimebundle_(**kwargs)
+        data["image/gif"] = base64.b64encode(self.gif).decode("ascii")
+        data["text/plain"] = repr(self)
+        width, height = self.css_size
+        return data, {"image/gif": {"width": width, "height": height}}
+
+    def __repr__(self) -> str:
+        return f"AnimationPlayer(frames: {len(self.stack.children)})"
+
+
+def animation_player(anim: FuncAnimation) -> AnimationPlayer:
+    """The animation as a player that works offline, before running and untrusted.
+
+    After running: Play, a frame slider and the frames as ``Image`` widgets, linked in the
+    browser (``jslink``), so playing needs no kernel round trip.  In the stored notebook (and
+    wherever widgets cannot show: an unrun or untrusted notebook, a web page): the same frames
+    as a looping animated GIF, deterministic for the same data, Matplotlib and Pillow.  Frames
+    are drawn at 2× resolution and shown at their natural size.
+    """
+    return AnimationPlayer(anim)
 
 
 def to_jshtml(anim: FuncAnimation, default_mode: str = "once", frame_format: str = "jpeg"):
