@@ -451,17 +451,21 @@ def seed_spread(model: str, optimizer: str, lr: float, splits: dict,
 
 
 # --- the summary table ---------------------------------------------------------------------------
-def format_gap(x: float) -> str:
-    """A suboptimality J − J* for printing: 2 significant digits, 1 from 0.1 up (a run that
-    far from the minimum has not converged, and may be chaotic: Adadelta's on the quadratic
-    ends at 0.6446 or 0.6463 depending on the CPU's kernels, while every other run of the
-    chapter agrees to 2e-10), "< 1e-10" below ``LANDSCAPE_FLOOR`` (those digits are rounding
-    noise), "diverged" if not finite."""
+def format_gap(x: float, coarse: bool = False) -> str:
+    """A suboptimality J − J* for printing: 2 significant digits, "< 1e-10" below
+    ``LANDSCAPE_FLOOR`` (those digits are rounding noise), "diverged" if not finite.
+
+    ``coarse=True`` (the summary table) prints values from 0.1 up with 1 significant digit: a
+    run that far from the minimum has not converged and may be chaotic (Adadelta's tuned run
+    on the quadratic ends at 0.6446 or 0.6463 depending on the CPU's kernels, while every
+    other run of the table agrees to 2e-10)."""
     if not math.isfinite(x):
         return "diverged"
     if x < LANDSCAPE_FLOOR:
         return f"< {LANDSCAPE_FLOOR:.0e}"
-    return f"{x:.1g}" if x >= 0.1 else f"{x:.2g}"
+    if coarse and x >= 0.1:
+        return f"{float(f'{x:.1g}'):g}"
+    return f"{x:.2g}"
 
 
 def results_table(landscapes: Mapping[str, Mapping[str, LandscapeSweep]] | None = None,
@@ -483,7 +487,7 @@ def results_table(landscapes: Mapping[str, Mapping[str, LandscapeSweep]] | None 
         row = [name]
         for sweeps in landscapes.values():
             s = sweeps[name]
-            row += [f"{s.best_lr:.3g}", format_gap(s.final_gap)]
+            row += [f"{s.best_lr:.3g}", format_gap(s.final_gap, coarse=True)]
         for sweeps in networks.values():
             sweep = sweeps[name]
             acc = sweep.test_accuracy
