@@ -7,19 +7,23 @@ epochs, three loops with the same work per step:
   (b) a minimal loop over in-memory tensors: randperm + indexing, nothing recorded (the limit);
   (c) the tutorial loop: DataLoader(TensorDataset(X, y), batch_size=64, shuffle=True) with the
       default num_workers=0 and default collate;
-  (d) the same with num_workers=2, as in PyTorch's CIFAR-10 tutorial (for information).
+  (d) the same with num_workers=2, as in PyTorch's CIFAR-10 tutorial (for information);
+  (e) with --tensorboard: (a) logging to TensorBoard (train(..., tensorboard=a temporary
+      directory)), to measure what logging costs; (a) itself does not log.
 Each is run `--repeats` times, interleaved; we report the median wall time, and the median CPU
 time of this process (time.process_time: less sensitive to other jobs on a shared machine, but
 blind to DataLoader worker processes).  Targets on the CPU: train/minimal ≤ 1.10 and
 DataLoader(c)/train ≥ 2.
 
     python benchmarks/bench_train.py [--device cuda] [--threads 1] [--epochs 5] [--repeats 5]
+                                     [--tensorboard]
 """
 from __future__ import annotations
 
 import argparse
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -49,6 +53,13 @@ def setup(device):
 def run_course_lib(X, y, epochs, device):
     model, opt, loss_fn = setup(device)
     train(model, loss_fn, opt, (X, y), epochs=epochs, batch_size=64, device=device)
+
+
+def run_course_lib_tensorboard(X, y, epochs, device):
+    model, opt, loss_fn = setup(device)
+    with tempfile.TemporaryDirectory() as logdir:
+        train(model, loss_fn, opt, (X, y), epochs=epochs, batch_size=64, device=device,
+              tensorboard=logdir)
 
 
 def run_minimal(X, y, epochs, device):
@@ -102,6 +113,8 @@ def main():
                         help="with --fused on a GPU: make train() read loss and norms on the host "
                              "every step anyway (what it does with any other optimizer), to "
                              "measure what the device-side check saves")
+    parser.add_argument("--tensorboard", action="store_true",
+                        help="also time course_lib.train logging to TensorBoard (a temporary directory)")
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
     if args.host_check:
@@ -117,6 +130,8 @@ def main():
     runs = {"course_lib.train": run_course_lib, "minimal loop": run_minimal,
             "DataLoader": run_dataloader,
             "DataLoader, 2 workers": lambda *a, device: run_dataloader(*a, device=device, num_workers=2)}
+    if args.tensorboard:
+        runs["train + TensorBoard"] = run_course_lib_tensorboard
     for fn in runs.values():  # warm up: allocator, kernels, lazy imports
         fn(X[:256], y[:256], 1, device=device)
     times = {name: [] for name in runs}
@@ -142,6 +157,10 @@ def main():
         r_wall, r_cpu = wall[num] / wall[den], cpu[num] / cpu[den]
         print(f"{label:<19}= {r_wall:.3f} wall, {r_cpu:.3f} CPU   (target {target}: "
               f"{'met' if ok(r_wall) else 'NOT met'} by wall time, {'met' if ok(r_cpu) else 'NOT met'} by CPU time)")
+    if args.tensorboard:
+        num, den = "train + TensorBoard", "course_lib.train"
+        print(f"{'TensorBoard / train':<19}= {wall[num] / wall[den]:.3f} wall, {cpu[num] / cpu[den]:.3f} CPU"
+              "   (what logging every step costs; no target)")
 
 
 if __name__ == "__main__":

@@ -40,6 +40,36 @@ Contract
   batches draw nothing from torch's global RNG beyond its shuffling (no random augmentation).
 * amp=True: float16 autocast + GradScaler on CUDA; elsewhere a warning and float32, so the same
   notebook runs on a laptop.
+* TensorBoard: ``tensorboard=`` a log directory (train opens a SummaryWriter there and closes it
+  at the end) or a ``torch.utils.tensorboard.SummaryWriter`` (used, flushed, left open).  Every
+  value on the step axis t; the scalars are the History's, written when the host reads them
+  (no extra host sync, and nothing from a step that diverged):
+
+  =============================  ===============================================================
+  tag                            what, when
+  =============================  ===============================================================
+  ``steps/loss``                 J of step t's minibatch (``hist.steps``), every step
+  ``steps/grad_norm``            ‖g‖₂ before clipping, every step
+  ``steps/lr``                   ε of parameter group 0, every step
+  ``update_ratio/<name>``        ‖Δθ‖₂/‖θ‖₂ of parameter tensor <name> at step t, with
+                                 Δθ = θ_t − θ_{t−1} and θ = θ_{t−1} (:func:`update_norms`); every
+                                 step, except where θ_{t−1} = 0 (the ratio is undefined there)
+  ``evals/val_loss``             every validation (``hist.evals``: each epoch, every `eval_every`
+  ``evals/val_accuracy``         steps), at the step it came after
+  ``epochs/train_loss``          each recorded epoch (``hist.epochs``), at its last step
+  ``epochs/train_accuracy``
+  ``weights/<name>``             a histogram of each parameter tensor (30 equal bins from its min
+                                 to its max): θ₀ at step 0 (fresh runs), then at the last step
+                                 of each recorded epoch
+  =============================  ===============================================================
+
+  <name> is the parameter's name in ``model.named_parameters()`` ("0.weight"); a nan (an
+  accuracy without metrics) is not written.  Logging costs a copy of θ per step (for Δθ), two
+  events per step, and a histogram per tensor per epoch; without ``tensorboard`` the loop does
+  no extra work (benchmarks/bench_train.py --tensorboard measures both).  A run resumed from a
+  checkpoint of step T continues the curves: train opens the writer with ``purge_step=T``, so
+  TensorBoard drops what the interrupted run wrote from step T on, and writes step T's records
+  again (so each step appears once).  A SummaryWriter of your own is used as you opened it.
 """
 from __future__ import annotations
 
@@ -58,6 +88,8 @@ from course_lib.utils import deterministic as deterministic_algorithms
 from course_lib.utils import get_device
 
 METRICS = ("accuracy",)
+_TENSORBOARD_EXPECTED = ("None, a log directory (a str or os.PathLike) or a "
+                         "torch.utils.tensorboard.SummaryWriter")
 _MONITORS = ("val_loss", "val_accuracy", "train_loss", "train_accuracy")
 _BAR_FORMAT = "{desc} {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt}"  # no rates, no times
 _READ_EVERY = 64  # steps between host reads when the non-finite check runs on the device
@@ -191,6 +223,111 @@ def _set_rng_state(gen: torch.Generator, state: dict):
 
 
 @torch.no_grad()
+def update_norms(before, after) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """For each parameter tensor i: ‖θᵢ,ₜ − θᵢ,ₜ₋₁‖₂ and ‖θᵢ,ₜ₋₁‖₂, from the tensors before and
+    after an update (two equally long lists), as two lists of 0-d tensors on their device:
+    nothing is read to the host, so a caller can fold them into a read it makes anyway.  Their
+    ratio is the update-to-parameter ratio (Karpathy's CS231n notes; chapter 14)."""
+    return torch._foreach_norm(torch._foreach_sub(list(after), list(before))), \
+        torch._foreach_norm(list(before))
+
+
+def _check_tensorboard(tensorboard):
+    """None, a directory path, or a SummaryWriter (imported only when one may be given)."""
+    if tensorboard is None:
+        return
+    if isinstance(tensorboard, (str, os.PathLike)):
+        path = os.fspath(tensorboard)
+        _check("tensorboard", tensorboard, isinstance(path, str) and path != "",
+               _TENSORBOARD_EXPECTED)
+        _check("tensorboard", tensorboard, not os.path.exists(path) or os.path.isdir(path),
+               "a directory for the event files, not a file")
+        return
+    from torch.utils.tensorboard import SummaryWriter
+    _check("tensorboard", tensorboard, isinstance(tensorboard, SummaryWriter), _TENSORBOARD_EXPECTED)
+
+
+class _TensorBoardLog:
+    """What train() writes to TensorBoard (tags in the module docstring).  It only writes values
+    the loop has already brought to the host, and the weights once per epoch."""
+    _BINS = 30  # of a weight histogram (TensorBoard shows 30)
+
+    def __init__(self, target, named_params, purge_step: int | None):
+        from tensorboard.compat.proto.summary_pb2 import Summary
+        from torch.utils.tensorboard import SummaryWriter
+        self.Summary = Summary
+        self.owned = not isinstance(target, SummaryWriter)
+        self.writer = SummaryWriter(os.fspath(target), purge_step=purge_step) if self.owned else target
+        self.named_params = named_params
+        self.last_updates = None  # (step, norms) last logged: a checkpoint keeps it, to replay()
+
+    def _scalars(self, step: int, values):
+        """(tag, value) pairs of one step as one event, nan left out: add_scalar writes an
+        event per value, and each costs (a pure-Python checksum, the writer's thread)."""
+        summary = self.Summary(value=[self.Summary.Value(tag=tag, simple_value=value)
+                                      for tag, value in values if not math.isnan(value)])
+        if summary.value:
+            self.writer._get_file_writer().add_summary(summary, step)  # what add_scalar does
+
+    def step(self, step: int, loss: float, grad_norm: float, lr: float):
+        self._scalars(step, (("steps/loss", loss), ("steps/grad_norm", grad_norm), ("steps/lr", lr)))
+
+    def updates(self, step: int, norms: list[float]):
+        """norms: ‖Δθᵢ‖ of every tensor, then ‖θᵢ‖ of every tensor (update_norms' order)."""
+        n = len(self.named_params)
+        self._scalars(step, [(f"update_ratio/{name}", delta / theta) for (name, _), delta, theta
+                             in zip(self.named_params, norms[:n], norms[n:]) if theta > 0])
+        self.last_updates = (step, list(norms))
+
+    def evaluation(self, step: int, val_loss: float, val_accuracy: float):
+        self._scalars(step, (("evals/val_loss", val_loss), ("evals/val_accuracy", val_accuracy)))
+
+    def epoch(self, row: dict):
+        self._scalars(row["step"], (("epochs/train_loss", row["train_loss"]),
+                                    ("epochs/train_accuracy", row["train_accuracy"])))
+        self.weights(row["step"])
+
+    def replay(self, hist: History, step: int, last_updates):
+        """Write the records of `step` (a checkpoint's) again, from its History and the update
+        norms it kept: a resumed run's writer drops everything from that step on."""
+        last = {name: {k: v[-1] for k, v in table.items()} if table["step"] else None
+                for name, table in (("steps", hist.steps), ("evals", hist.evals),
+                                    ("epochs", hist.epochs))}
+        if last["steps"] and last["steps"]["step"] == step:
+            self.step(step, last["steps"]["loss"], last["steps"]["grad_norm"], last["steps"]["lr"])
+        if last_updates is not None and last_updates[0] == step:
+            self.updates(*last_updates)
+        if last["evals"] and last["evals"]["step"] == step:
+            self.evaluation(step, last["evals"]["val_loss"], last["evals"]["val_accuracy"])
+        if last["epochs"] and last["epochs"]["step"] == step:
+            self.epoch(last["epochs"])
+
+    def weights(self, step: int):
+        """A histogram of each parameter tensor, in _BINS equal bins from its min to its max,
+        counted where the tensor lives (add_histogram would copy it to the host for numpy, and
+        torch.histc has no deterministic CUDA kernel); one small read per tensor."""
+        for name, p in self.named_params:
+            x = p.detach().double().flatten()
+            lo, hi = x.min(), x.max()
+            scale = self._BINS / (hi - lo).clamp_min(torch.finfo(x.dtype).tiny)  # lo = hi: one bin
+            counts = torch.bincount(((x - lo) * scale).long().clamp_(0, self._BINS - 1),
+                                    minlength=self._BINS)
+            lo, hi, total, squares, *counts = torch.cat(
+                [torch.stack([lo, hi, x.sum(), x.square().sum()]), counts.double()]).tolist()
+            limits = [lo + (hi - lo) * (k + 1) / self._BINS for k in range(self._BINS)]
+            if hi == lo:
+                limits, counts = [hi], [float(x.numel())]
+            self.writer.add_histogram_raw(f"weights/{name}", lo, hi, x.numel(), total, squares,
+                                          limits, counts, global_step=step)
+
+    def close(self):
+        if self.owned:
+            self.writer.close()
+        else:
+            self.writer.flush()
+
+
+@torch.no_grad()
 def evaluate(model, loss_fn, data, *, batch_size: int = 1024, metrics=METRICS, device=None) -> dict:
     """{"loss": mean loss, "accuracy": fraction right} of `model` on `data`, in eval mode.
 
@@ -224,7 +361,8 @@ def train(model, loss_fn, optimizer, train_data, *, epochs=1, max_steps=None, ba
           val_data=None, scheduler=None, scheduler_interval="step", clip_grad_norm=None,
           clip_grad_value=None, early_stopping=None, metrics=METRICS, device=None, amp=False,
           seed=0, shuffle=True, progress=False, eval_every=None, checkpoint_path=None,
-          checkpoint_every=None, resume=False, overwrite=False, deterministic=False) -> History:
+          checkpoint_every=None, resume=False, overwrite=False, deterministic=False,
+          tensorboard=None) -> History:
     """Train `model` in place; return its History.  The contract is in the module docstring.
 
     train_data, val_data  (X, y) tensors, or a DataLoader of (X, y) batches
@@ -244,6 +382,8 @@ def train(model, loss_fn, optimizer, train_data, *, epochs=1, max_steps=None, ba
                           save every that many steps and at the end; resume=True continues from
                           the file if there is one (else starts afresh); an existing file is never
                           overwritten unless overwrite=True.
+    tensorboard           log to TensorBoard: a log directory, or a SummaryWriter (what is logged:
+                          the module docstring); None: no logging, and no extra work
     """
     # ---- validate everything first, naming the argument
     for name, v in (("epochs", epochs), ("batch_size", batch_size)):
@@ -274,6 +414,7 @@ def train(model, loss_fn, optimizer, train_data, *, epochs=1, max_steps=None, ba
                "a *_loss monitor without metrics=('accuracy',)")
 
     _check("deterministic", deterministic, isinstance(deterministic, bool), "True or False")
+    _check_tensorboard(tensorboard)
 
     # ---- set up: device, data, RNG, amp
     device = _model_device(model) if device is None else get_device(device)
@@ -288,7 +429,8 @@ def train(model, loss_fn, optimizer, train_data, *, epochs=1, max_steps=None, ba
         n_batches = math.ceil(len(train_set[0]) / batch_size)
     else:
         n_batches = len(train_set) if hasattr(train_set, "__len__") else None
-    params = [p for p in model.parameters() if p.requires_grad]
+    named_params = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
+    params = [p for _, p in named_params]
     plateau = isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
     gen = torch.Generator().manual_seed(seed)  # the batch order, and nothing else
     scaler = torch.amp.GradScaler(device.type, enabled=use_amp)  # a no-op when disabled
@@ -299,6 +441,8 @@ def train(model, loss_fn, optimizer, train_data, *, epochs=1, max_steps=None, ba
     if on_device_check:  # skip: 1.0 once a step was bad; one: the (un)scale factor GradScaler would use
         skip, one = torch.zeros((), device=device), torch.ones((), device=device)
     pending = []  # (step, epoch, lr, [loss, ‖g_1‖, ‖g_2‖, ...]) of steps not yet read by the host
+    pending_updates = []  # TensorBoard only: (step, [‖Δθ_1‖, ..., ‖θ_1‖, ...]), read with `pending`
+    tb = None  # the TensorBoard log, opened once we know the first step
     autocast = torch.autocast(device.type, dtype=torch.float16) if use_amp else contextlib.nullcontext()
     hist = History()
     # counters, this epoch's running sums, RNG states at the epoch start: all a resume needs
@@ -316,22 +460,37 @@ def train(model, loss_fn, optimizer, train_data, *, epochs=1, max_steps=None, ba
             targets.clear()
 
     def read_steps():
-        """Bring the pending steps' loss and norms to the host (one sync), check, record them."""
-        if not pending:
+        """Bring the pending steps' loss and norms to the host (one sync), check, record them
+        (and log them, with the update norms of the steps recorded, if logging)."""
+        if not pending and not pending_updates:
             return
-        flat = torch.stack([v for *_, values in pending for v in values]).tolist()  # one sync
-        ends = list(itertools.accumulate(len(values) for *_, values in pending))
-        rows = [flat[end - len(values):end] for end, (*_, values) in zip(ends, pending)]
+        chunks = [values for *_, values in pending]
+        if tb is not None:
+            chunks += [values for _, values in pending_updates]
+        flat = torch.stack([v for values in chunks for v in values]).tolist()  # one sync
+        ends = list(itertools.accumulate(len(values) for values in chunks))
+        rows = [flat[end - len(values):end] for end, values in zip(ends, chunks)]
+        diverged = None
         for (step, epoch, lr, _), (loss_v, *norms_v) in zip(pending, rows):
             norm_v = math.hypot(*norms_v)  # ‖g‖₂ = √(Σ_i ‖g_i‖²), finite iff every ‖g_i‖ is
             if not (math.isfinite(loss_v) and (use_amp or math.isfinite(norm_v))):  # amp skips inf g
-                pending.clear()
                 what, v = ("loss", loss_v) if not math.isfinite(loss_v) else ("gradient norm", norm_v)
-                raise TrainingDiverged(
+                diverged = TrainingDiverged(
                     f"{what} became {v} at step {step} (epoch {epoch}, lr={lr:g}); no update was "
                     f"made: the parameters are those of the last good step, {step - 1}", hist)
+                break
             hist._add(hist.steps, step=step, epoch=epoch, loss=loss_v, grad_norm=norm_v, lr=lr)
+            if tb is not None:
+                tb.step(step, loss_v, norm_v, lr)
+        if tb is not None:  # the updates of recorded steps (a skipped one after a bad step is not)
+            last = hist.steps["step"][-1] if hist.steps["step"] else 0
+            for (step, _), norms_v in zip(pending_updates, rows[len(pending):]):
+                if step <= last:
+                    tb.updates(step, norms_v)
         pending.clear()
+        pending_updates.clear()
+        if diverged is not None:
+            raise diverged
 
     def save_checkpoint():
         read_steps()
@@ -340,6 +499,8 @@ def train(model, loss_fn, optimizer, train_data, *, epochs=1, max_steps=None, ba
                  "scheduler": scheduler.state_dict() if scheduler is not None else None,
                  "scaler": scaler.state_dict(), "loop": loop, "rng": _rng_state(gen, device),
                  "history": hist.state_dict(), "early_stopping": es, "config": config}
+        if tb is not None:
+            state["tensorboard"] = {"last_updates": tb.last_updates}
         torch.save(state, f"{checkpoint_path}.tmp")
         os.replace(f"{checkpoint_path}.tmp", checkpoint_path)  # never leave a half-written file
 
@@ -349,6 +510,8 @@ def train(model, loss_fn, optimizer, train_data, *, epochs=1, max_steps=None, ba
             val = evaluate(model, loss_fn, val_set, metrics=metrics, device=device)
             hist._add(hist.evals, step=loop["step"], epoch=loop["epoch"] + 1,
                       val_loss=val["loss"], val_accuracy=val.get("accuracy", math.nan))
+            if tb is not None:
+                tb.evaluation(loop["step"], hist.evals["val_loss"][-1], hist.evals["val_accuracy"][-1])
         return hist.evals["val_loss"][-1], hist.evals["val_accuracy"][-1]
 
     def end_epoch():
@@ -363,6 +526,8 @@ def train(model, loss_fn, optimizer, train_data, *, epochs=1, max_steps=None, ba
                "train_accuracy": loop["correct"] / loop["seen"] if metrics else math.nan,
                "val_loss": val_loss, "val_accuracy": val_acc}
         hist._add(hist.epochs, **row)
+        if tb is not None:
+            tb.epoch(row)
         loop.update(epoch=loop["epoch"] + 1, batch=0, correct=0, seen=0)
         if plateau:
             scheduler.step(row["val_loss"] if val_set is not None else row["train_loss"])
@@ -382,6 +547,7 @@ def train(model, loss_fn, optimizer, train_data, *, epochs=1, max_steps=None, ba
                                 f"epochs (best {es['best']:.4g} at epoch {es['best_epoch']})")
 
     # ---- start afresh, or continue from a checkpoint
+    resumed, logged = False, None
     if checkpoint_path is not None and os.path.exists(checkpoint_path) and resume:
         # to the CPU: RNG states must live there; load_state_dict copies the rest onto the device
         ckpt = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
@@ -396,6 +562,7 @@ def train(model, loss_fn, optimizer, train_data, *, epochs=1, max_steps=None, ba
         loop, es = ckpt["loop"], ckpt["early_stopping"]
         hist.load_state_dict(ckpt["history"])
         _set_rng_state(gen, ckpt["rng"])
+        resumed, logged = True, ckpt.get("tensorboard")
         if not hist.stopped_early:
             hist.stop_reason = ""
     else:
@@ -414,6 +581,15 @@ def train(model, loss_fn, optimizer, train_data, *, epochs=1, max_steps=None, ba
 
     # ---- the loop
     settings = contextlib.ExitStack()  # undone in `finally`, whatever happens
+    if tensorboard is not None:
+        # resumed at step T: TensorBoard drops what an interrupted run wrote from T on, and we
+        # write T's records again (some, like an epoch's end, may come after the checkpoint)
+        tb = _TensorBoardLog(tensorboard, named_params, loop["step"] if resumed else None)
+        settings.callback(tb.close)
+        if resumed:
+            tb.replay(hist, loop["step"], logged and logged["last_updates"])
+        else:
+            tb.weights(0)  # θ₀
     if deterministic:
         settings.enter_context(deterministic_algorithms())
     if on_device_check:
@@ -466,11 +642,16 @@ def train(model, loss_fn, optimizer, train_data, *, epochs=1, max_steps=None, ba
                     torch.nn.utils.clip_grads_with_norm_(params, clip_grad_norm, total)
                 if clip_grad_value is not None:
                     torch.nn.utils.clip_grad_value_(params, clip_grad_value)
+                if tb is not None:  # θ_{t-1}, for the update ratios
+                    before = [p.detach().clone() for p in params]
                 if use_amp:
                     scaler.step(optimizer)  # skips the step if g has an inf (scale too large)
                     scaler.update()
                 else:
                     optimizer.step()
+                if tb is not None:  # read with the next steps' values, and logged then
+                    deltas, thetas = update_norms(before, params)
+                    pending_updates.append((loop["step"] + 1, [*deltas, *thetas]))
                 if scheduler is not None and scheduler_interval == "step" and not plateau:
                     scheduler.step()
                 if metrics:  # kept for train_accuracy: one comparison per epoch, not per step
