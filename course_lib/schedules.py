@@ -19,6 +19,8 @@ at every step).  This module adds only what torch lacks:
 ``train_with_schedule``             one MNIST-1D run under a schedule → :class:`ScheduleRun`
 ``compare_schedules``               the same run under each schedule of ``COMPARE_KINDS``
 ``seed_spread``                     one schedule, other seeds: how much a single run varies
+``tune_schedules``                  each schedule of ``TUNED_PEAKS`` on its grid of peak ε,
+                                    several seeds each → :class:`Tuning` (medians, best peak)
 ``early_sharpness``                 λ_max of the Hessian at θ₀ and after the first epoch
 ``scaling_experiment``              small batch; large batch with ε₀; large batch with the
                                     scaled ε, without and with warm-up
@@ -31,7 +33,8 @@ schedules through factories lets the same description be used for a plot
 once per update, except ``ReduceLROnPlateau``, which ``train`` steps once per epoch with the
 validation loss.
 
-The chapter's settings are module constants (``COMPARE``, ``COMPARE_KINDS``, ``SCALING``), so
+The chapter's settings are module constants (``COMPARE``, ``TUNED_PEAKS``, ``TUNE_SEEDS``,
+``PLATEAU``, ``SCALING``), so
 ``chapters/13_learning_rate_schedules.ipynb`` and ``tests/test_ch13_schedules.py`` run the same
 experiments.
 
@@ -62,6 +65,7 @@ __all__ = [
     "plot_schedule", "he_normal_", "dead_relu_units", "chapter_model",
     "ScheduleRun", "train_with_schedule", "compare_schedules", "seed_spread",
     "Sharpness", "early_sharpness", "scaling_experiment", "SPREAD_SEEDS", "SHARPNESS_EXAMPLES",
+    "TUNED_PEAKS", "TUNE_SEEDS", "PLATEAU", "Tuning", "tune_schedules",
 ]
 
 Factory = Callable[[torch.optim.Optimizer], "S.LRScheduler | S.ReduceLROnPlateau | None"]
@@ -114,6 +118,15 @@ SCALING = ScalingConfig()
 SHARPNESS_EXAMPLES = 1000
 #: further seeds of the constant schedule, to see how much one run's result varies
 SPREAD_SEEDS = (1, 2)
+#: section 13.2: the schedules compared with their peak ε tuned, each on a grid of peaks that
+#: doubles from point to point and has its best (least median final training loss) inside
+TUNED_PEAKS = {"constant": (0.1, 0.2, 0.4), "exponential": (0.3, 0.6, 1.2),
+               "linear": (0.15, 0.3, 0.6), "one_cycle": (0.15, 0.3, 0.6)}
+#: … each peak trained from these seeds (θ₀ and batch order); the chapter reports medians
+TUNE_SEEDS = (0, 1, 2, 3, 4)
+#: section 13.3: the reduce-on-plateau run, at a peak ε small enough that one run is not
+#: chaotic (at 0.3 the runs under a constant ε differ from one CPU's rounding to another's)
+PLATEAU = RunConfig(lr=0.1, seed=2)
 
 
 def _check(name: str, value, ok: bool, expected: str):
@@ -461,6 +474,65 @@ def seed_spread(kind: str = "constant", seeds=SPREAD_SEEDS,
     return {s: train_with_schedule(make_schedule(kind, config.total_steps),
                                    config._replace(seed=s), label=f"{kind}, seed {s}")
             for s in seeds}
+
+
+class Tuning(NamedTuple):
+    """One schedule trained at each peak ε of ``peaks`` from each seed of ``seeds``.
+    ``train_loss`` and ``val_accuracy`` have shape (len(peaks), len(seeds)): the final cost on
+    the whole training set (inf for a diverged run) and the final validation accuracy."""
+    kind: str
+    peaks: tuple
+    seeds: tuple
+    train_loss: np.ndarray
+    val_accuracy: np.ndarray
+
+    @property
+    def median(self) -> np.ndarray:
+        """The median final training loss over the seeds, one per peak."""
+        return np.median(self.train_loss, axis=1)
+
+    @property
+    def best(self) -> int:
+        """The index of the peak with the least median final training loss."""
+        return int(np.argmin(self.median))
+
+    @property
+    def best_peak(self) -> float:
+        return self.peaks[self.best]
+
+    @property
+    def best_at_edge(self) -> bool:
+        """True if the best peak is the grid's smallest or largest (then it is no best)."""
+        return self.best in (0, len(self.peaks) - 1)
+
+
+def tune_schedules(grids: dict | None = None, seeds=TUNE_SEEDS,
+                   config: RunConfig = COMPARE) -> dict[str, Tuning]:
+    """Each schedule of ``grids`` (kind → its peaks ε; default :data:`TUNED_PEAKS`) trained as in
+    :func:`compare_schedules` at each of its peaks, from each seed of ``seeds``: kind → Tuning.
+
+    One run is one sample, and near the largest stable ε a run amplifies every small
+    difference (another seed, or another CPU's rounding): we rank schedules by the median over
+    the seeds, each at its own best peak."""
+    grids = dict(TUNED_PEAKS if grids is None else grids)
+    _check("grids", grids, bool(grids) and all(k in KINDS for k in grids), f"kinds of {KINDS}")
+    for kind, peaks in grids.items():
+        _check("grids", peaks, len(peaks) >= 1 and all(_is_real(p) and p > 0 for p in peaks),
+               "peaks > 0 for every kind")
+    seeds = tuple(seeds)
+    _check("seeds", seeds, bool(seeds) and all(_is_int(s) and s >= 0 for s in seeds),
+           "a non-empty sequence of ints >= 0")
+    out = {}
+    for kind, peaks in grids.items():
+        loss = np.empty((len(peaks), len(seeds)))
+        acc = np.empty_like(loss)
+        for i, lr in enumerate(peaks):
+            for j, seed in enumerate(seeds):
+                cfg = config._replace(seed=seed)
+                run = train_with_schedule(make_schedule(kind, cfg.total_steps), cfg, kind, lr=lr)
+                loss[i, j], acc[i, j] = run.train_loss, run.val_accuracy
+        out[kind] = Tuning(kind, tuple(peaks), seeds, loss, acc)
+    return out
 
 
 def _scaling_plan(config: ScalingConfig) -> dict[str, tuple[RunConfig, Factory, float]]:

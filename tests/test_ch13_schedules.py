@@ -225,6 +225,9 @@ def test_a_diverging_run_is_reported_not_raised():
     (lambda: sched.train_with_schedule(None, sched.SCALING), "config"),
     (lambda: sched.compare_schedules(("constant", "cyclic")), "kinds"),
     (lambda: sched.seed_spread(seeds=()), "seeds"),
+    (lambda: sched.tune_schedules({"cyclic": (0.1,)}), "grids"),
+    (lambda: sched.tune_schedules({"linear": (0.0,)}), "grids"),
+    (lambda: sched.tune_schedules(seeds=()), "seeds"),
     (lambda: sched.scaling_experiment(sched.SCALING._replace(batch=32)), "batch"),
     (lambda: sched.scaling_experiment(sched.SCALING._replace(warmup_epochs=0)), "warmup_epochs"),
     (lambda: sched.early_sharpness(epochs=0), "epochs"),
@@ -277,74 +280,96 @@ def test_section1_mean_and_last_values():
 
 
 # ---------------------------------------------------------------------------------------------
-# section 2 (the same run under each schedule) and section 3 (plateau)
+# section 2 (each schedule with its peak ε tuned, five seeds) and section 3 (plateau)
 
 @pytest.fixture(scope="module")
-def runs():
-    return sched.compare_schedules()
+def tuned():
+    return sched.tune_schedules()  # 60 runs: about 30 s
 
 
-@pytest.fixture(scope="module")
-def spread():
-    return sched.seed_spread()
+def test_section2_tuned(tuned):
+    assert tuple(tuned) == ("constant", "exponential", "linear", "one_cycle")
+    assert all(t.train_loss.shape == (3, 5) for t in tuned.values())
+    # the best peak of each grid (by the median of 5 seeds), never at the grid's edge.  Medians
+    # measured with the native (AVX-512) / default kernels:
+    #   constant    0.1: 0.273/0.262   0.2: 0.187/0.188   0.4: 0.536/0.476
+    #   exponential 0.3: 0.494/0.494   0.6: 0.324/0.324   1.2: 1.99/1.99
+    #   linear      0.15: 0.308/0.308  0.3: 0.109/0.109   0.6: 0.278/0.216
+    #   one_cycle   0.15: 0.295/0.289  0.3: 0.108/0.108   0.6: 0.433/0.762
+    # and with MKL_CBWR=COMPATIBLE the constant's 0.262, 0.145, 0.606
+    assert {k: t.best_peak for k, t in tuned.items()} == \
+        {"constant": 0.2, "exponential": 0.6, "linear": 0.3, "one_cycle": 0.3}
+    assert not any(t.best_at_edge for t in tuned.values())
+    for t in tuned.values():  # the best beats both neighbours clearly (measured: by ≥ 1.39×)
+        assert min(np.delete(t.median, t.best)) > 1.2 * t.median[t.best], t.kind
+    med = {k: t.median[t.best] for k, t in tuned.items()}
+    # single runs at the constant's best scatter 0.11-0.29 across seeds and kernel sets, and
+    # its median is chaotic: 0.187 (native), 0.188 (default), 0.145 (MKL_CBWR=COMPATIBLE), so
+    # the chapter does not print it; the decaying schedules' medians agree to 3 digits
+    assert 0.12 < med["constant"] < 0.23
+    assert med["exponential"] == pytest.approx(0.324, abs=0.03)
+    assert med["linear"] == pytest.approx(0.109, abs=0.015)
+    assert med["one_cycle"] == pytest.approx(0.108, abs=0.015)
+    # the printed table (one significant digit)
+    assert [f"{med[k]:.1g}" for k in ("exponential", "linear", "one_cycle")] == ["0.3", "0.1", "0.1"]
+    fraction = {k: sched.schedule_values(sched.make_schedule(k, T), T).mean() for k in tuned}
+    assert [f"{t.best_peak * fraction[k]:.2g}" for k, t in tuned.items()] == \
+        ["0.2", "0.13", "0.15", "0.16"]
 
 
-def test_section2_runs(runs):
-    assert tuple(runs) == sched.COMPARE_KINDS
-    assert all(not r.diverged for r in runs.values())
-    got = {k: r.train_loss for k, r in runs.items()}
-    expected = {"constant": 0.213, "step": 0.301, "exponential": 0.465, "linear": 0.109,
-                "plateau": 0.0667, "cosine_restarts": 0.131, "one_cycle": 0.0947}
-    for kind, value in expected.items():  # the printed table, to the seed-to-seed spread
-        assert got[kind] == pytest.approx(value, rel=0.3), kind
-    # the mean step of each run, from the ε_t train() recorded
-    means = {k: r.lr.mean() / sched.COMPARE.lr for k, r in runs.items()}
-    assert f"{means['plateau']:.2f}" == "0.78" and f"{means['constant']:.2f}" == "1.00"
-    # train() stepped each schedule exactly as schedule_values predicts
-    np.testing.assert_allclose(runs["one_cycle"].lr,
-                               sched.schedule_values(sched.make_schedule("one_cycle", T), T,
-                                                     lr=sched.COMPARE.lr), rtol=1e-12)
-
-
-def test_section2_claims(runs, spread):
-    constant = [runs["constant"].train_loss] + [r.train_loss for r in spread.values()]
-    assert constant[1:] == pytest.approx([0.187, 0.222], rel=0.3)
-    width = max(constant) - min(constant)
-    # ending small, late: about half the constant's loss, below all three constant runs
+def test_section2_claims(tuned):
+    const = tuned["constant"]
+    ref = const.median[const.best]
+    # ending small late: a half to three quarters of the constant's median (measured 0.58 with
+    # the native and default kernels, 0.75 with MKL_CBWR=COMPATIBLE)
     for kind in ("linear", "one_cycle"):
-        assert runs[kind].train_loss < min(constant), kind
-        assert runs[kind].train_loss < 0.65 * runs["constant"].train_loss, kind
-        assert runs[kind].val_loss < runs["constant"].val_loss, kind
-    # decaying early: exponential worse than all constant runs, step no better than them
-    assert runs["exponential"].train_loss > max(constant)
-    assert runs["step"].train_loss > min(constant)
-    # SGDR and plateau: below the constant runs here; the four within ~2 spreads of each other
-    four = [runs[k].train_loss for k in ("linear", "plateau", "cosine_restarts", "one_cycle")]
-    assert max(four) < min(constant)
-    assert max(four) - min(four) < 2.5 * width
-    # validation accuracy hardly separates the constant run and the four
-    acc = [runs[k].val_accuracy for k in ("constant", "linear", "plateau", "cosine_restarts",
-                                          "one_cycle")]
-    assert max(acc) - min(acc) < 0.05
-    # the constant's training loss jumps at epoch 10 (noise floor)
-    e = runs["constant"].history.epochs["train_loss"]
-    assert e[9] > e[8]
+        t = tuned[kind]
+        assert t.median[t.best] < 0.85 * ref, kind
+    # linear and one-cycle: medians closer than the scatter of the seeds (0.109 vs 0.108;
+    # their runs span 0.10-0.12 and 0.095-0.144)
+    lin, one = tuned["linear"], tuned["one_cycle"]
+    gap = abs(lin.median[lin.best] - one.median[one.best])
+    assert gap < np.ptp(lin.train_loss[lin.best]) and gap < np.ptp(one.train_loss[one.best])
+    # decaying early: the exponential's best peak is 3 times the constant's, yet it ends worse
+    # (median 1.7-2.2 times the constant's, its best run 0.228 above the constant's median), and
+    # twice that peak is too large (median 1.99, near ln 10 = 2.30)
+    exp = tuned["exponential"]
+    assert exp.best_peak == pytest.approx(3 * const.best_peak)
+    assert exp.median[exp.best] > 1.4 * ref
+    assert exp.train_loss[exp.best].min() > ref
+    assert exp.median[2] > 1.5
+    # its mean step is the smallest of the four
+    fraction = {k: sched.schedule_values(sched.make_schedule(k, T), T).mean() for k in tuned}
+    steps = {k: t.best_peak * fraction[k] for k, t in tuned.items()}
+    assert min(steps, key=steps.get) == "exponential"
 
 
-def test_section3_plateau(runs):
-    plateau = runs["plateau"]
+@pytest.fixture(scope="module")
+def plateau():
+    cfg = sched.PLATEAU
+    return sched.train_with_schedule(sched.make_schedule("plateau", cfg.total_steps), cfg)
+
+
+def test_section3_plateau(plateau):
+    cfg = sched.PLATEAU
     val = np.array(plateau.history.epochs["val_loss"])
-    lr_epoch = plateau.lr[:: sched.COMPARE.steps_per_epoch]
+    lr_epoch = plateau.lr[:: cfg.steps_per_epoch]
     drops = [e + 1 for e in range(1, len(lr_epoch)) if lr_epoch[e] < lr_epoch[e - 1]]
     assert drops == [10]
-    assert lr_epoch[-1] == pytest.approx(0.03)  # cut tenfold
-    assert val[8] > val[7]  # the rise that triggered it
-    assert val[9] < 0.7 * val[8]  # and the loss fell at once
-    # identical to the constant run until the drop
-    np.testing.assert_array_equal(plateau.lr[:9 * 25], runs["constant"].lr[:9 * 25])
-    replay = sched.schedule_values(sched.make_schedule("plateau", T), len(val),
-                                   lr=sched.COMPARE.lr, metrics=val)
+    assert lr_epoch[-1] == pytest.approx(0.01)  # cut tenfold
+    # the rise that triggered it and the fall after it: validation losses of epochs 8, 9, 10
+    # measured 0.614-0.618, 0.650-0.656, 0.531 (native, default, avx2 kernels)
+    assert val[8] > 1.03 * val[7]
+    assert val[9] < 0.9 * val[8]
+    # a constant ε until the cut
+    np.testing.assert_array_equal(plateau.lr[:9 * 25], np.full(9 * 25, cfg.lr))
+    replay = sched.schedule_values(sched.make_schedule("plateau", T), len(val), lr=cfg.lr,
+                                   metrics=val)
     np.testing.assert_allclose(replay, lr_epoch, rtol=1e-12)
+    # with seed 1 the validation loss improves in every epoch (measured on all three kernel
+    # sets): the schedule never cuts
+    other = sched.train_with_schedule(sched.make_schedule("plateau", T), cfg._replace(seed=1))
+    assert np.all(other.lr == cfg.lr)
 
 
 # ---------------------------------------------------------------------------------------------
