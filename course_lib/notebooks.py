@@ -145,12 +145,26 @@ def _clean(nb: nbformat.NotebookNode) -> None:
             tags = cell.metadata.setdefault("tags", [])
             if "raises-exception" not in tags:
                 tags.append("raises-exception")
+    for cell in nb.cells:  # JupyterLab saves JSON through JavaScript: 3.0 comes back as 3
+        cell.metadata = _js_numbers(cell.metadata)
     nb.metadata.pop("widgets", None)  # widget state holds random model ids
     nb.metadata["kernelspec"] = dict(KERNEL)
     nb.metadata["language_info"] = {k: (dict(v) if isinstance(v, dict) else v)
                                     for k, v in LANGUAGE_INFO.items()}
     nb.nbformat, nb.nbformat_minor = 4, 5  # what JupyterLab 4 saves
     _stable_ids(nb)
+
+
+def _js_numbers(value):
+    """``value`` with every integral float as an int, as a JavaScript JSON round trip writes it
+    (nbgrader's ``"points": 3.0`` would otherwise become ``3`` at a student's first save)."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return type(value)((k, _js_numbers(v)) for k, v in value.items())
+    if isinstance(value, list):
+        return [_js_numbers(v) for v in value]
+    return value
 
 
 def apply_metadata(path: str | Path) -> bool:

@@ -53,6 +53,7 @@ def test_apply_metadata_rewrites_only_metadata(tmp_path):
     nb.metadata["widgets"] = {"state": {}}
     graded = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade")]
     graded[0].metadata.pop("tags", None)
+    graded[0].metadata.nbgrader.points = 3.0  # JupyterLab would save it as 3
     path = tmp_path / "nb.ipynb"
     nbformat.write(nb, path)
     assert notebooks.apply_metadata(path)
@@ -62,6 +63,7 @@ def test_apply_metadata_rewrites_only_metadata(tmp_path):
     assert [c.source for c in again.cells] == [c.source for c in nb.cells]
     assert [c.get("outputs") for c in again.cells] == [c.get("outputs") for c in nb.cells]
     assert "raises-exception" in again.cells[nb.cells.index(graded[0])].metadata.tags
+    assert '"points": 3,' in path.read_text() and '"points": 3.0' not in path.read_text()
     assert not notebooks.apply_metadata(path), "idempotent"
 
 
