@@ -51,7 +51,7 @@ test-kernels: $(STAMP)
 	@set -e; for ks in $(KERNEL_SETS); do \
 	  echo "== make test-kernels: $$ks"; \
 	  env $$(echo $$ks | tr , ' ') $(KERNEL_ENV) $(BIN)/python -m pytest -n $(JOBS) -q \
-	    --ignore-glob='tests/test_grading*'; \
+	    --ignore-glob='tests/test_grading*' --ignore-glob='tests/test_browser*'; \
 	done
 
 ## Re-execute notebooks in place and store their outputs (NB=path to do just one).
