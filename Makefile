@@ -17,7 +17,7 @@ TORCH_INDEX ?=
 # Each entry is run as `env <entry> pytest ...`; `native` means nothing forced.
 KERNEL_SETS ?= ATEN_CPU_CAPABILITY=default ATEN_CPU_CAPABILITY=avx2,MKL_CBWR=COMPATIBLE
 
-.PHONY: env lab test test-kernels notebooks exercises workspace grade bench clean-env
+.PHONY: env lab test test-kernels notebooks exercises workspace grade bench book clean-env
 
 env: $(STAMP)
 
@@ -59,6 +59,14 @@ workspace:
 ## Grade a folder of submissions: make grade SUBMISSIONS=path OUT=path
 grade: $(STAMP)
 	$(BIN)/python -m course_lib.grading grade "$(SUBMISSIONS)" --out "$(OUT)"
+
+## The course as a static website in build/book/ (open build/book/index.html; works offline).
+## Rebuilt only when a notebook or the builder changed.
+book: build/.book-built
+
+build/.book-built: $(STAMP) course_lib/book.py $(wildcard chapters/*.ipynb exercises/*/*.ipynb)
+	$(BIN)/python -m course_lib.book build --out build/book
+	@touch $@
 
 ## Benchmarks (not part of the test suite).
 bench: $(STAMP)
