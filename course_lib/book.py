@@ -215,9 +215,9 @@ main { max-width: 1200px; margin: 0 auto; }
 p.book-widget-note { font-style: italic; color: var(--jp-ui-font-color2); margin: 0.3em 0; }
 /* matplotlib's animation controls ask for Font Awesome from a CDN: plain characters instead */
 .anim-buttons .fa { font-style: normal; font-family: sans-serif; }
-.fa-fast-backward::before { content: "\23EE"; }  .fa-step-backward::before { content: "\25C0|"; }
+.fa-fast-backward::before { content: "|\25C0\25C0"; }  .fa-step-backward::before { content: "|\25C0"; }
 .fa-play::before { content: "\25B6"; }  .fa-pause::before { content: "\275A\275A"; }
-.fa-step-forward::before { content: "|\25B6"; }  .fa-fast-forward::before { content: "\23ED"; }
+.fa-step-forward::before { content: "\25B6|"; }  .fa-fast-forward::before { content: "\25B6\25B6|"; }
 .fa-minus::before { content: "\2212"; }  .fa-plus::before { content: "+"; }
 .fa-flip-horizontal { display: inline-block; transform: scaleX(-1); }
 </style>
