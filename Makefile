@@ -65,7 +65,7 @@ grade: $(STAMP)
 book: build/.book-built
 
 build/.book-built: $(STAMP) course_lib/book.py $(wildcard chapters/*.ipynb exercises/*/*.ipynb)
-	$(BIN)/python -m course_lib.book build --out build/book
+	$(BIN)/python course_lib/book.py build --out build/book
 	@touch $@
 
 ## Benchmarks (not part of the test suite).

@@ -1,4 +1,5 @@
-"""The course as a static website: ``python -m course_lib.book build [--out build/book]`` (``make book``).
+"""The course as a static website: ``make book``, i.e. ``python course_lib/book.py build``
+(or ``python -m course_lib.book build``, which also imports the rest of course_lib).
 
 Every page is a stored notebook, rendered as it is (nothing is executed) by nbconvert's
 JupyterLab template::
@@ -373,9 +374,11 @@ def main(argv: list[str] | None = None) -> int:
     b = sub.add_parser("build", help="build the site")
     b.add_argument("--out", type=Path, default=ROOT / "build" / "book",
                    help="output folder, emptied first (default: build/book)")
+    b.add_argument("--root", type=Path, default=ROOT,
+                   help="the course: a folder with chapters/ and exercises/ (default: this one)")
     args = parser.parse_args(argv)
     try:
-        written = build(ROOT, args.out)
+        written = build(args.root, args.out)
     except BookError as e:
         print(f"make book: {e}", file=sys.stderr)
         return 1
