@@ -17,7 +17,7 @@ TORCH_INDEX ?=
 # Each entry is run as `env <entry> pytest ...`; `native` means nothing forced.
 KERNEL_SETS ?= ATEN_CPU_CAPABILITY=default ATEN_CPU_CAPABILITY=avx2,MKL_CBWR=COMPATIBLE
 
-.PHONY: env lab lab-instructor test test-kernels notebooks exercises workspace grade bench clean-env
+.PHONY: env lab lab-instructor test test-kernels notebooks exercises workspace grade bench book clean-env
 
 env: $(STAMP)
 
@@ -45,13 +45,13 @@ lab-instructor: $(STAMP)
 test: $(STAMP)
 	$(KERNEL_ENV) $(BIN)/python -m pytest -n $(JOBS) -q
 
-## The same suite (grading tests aside) under forced CPU kernel sets, one pass each: what CI runs
-## after `make test`, so that a stored number that depends on the machine cannot come back.
+## The same suite (grading and website tests aside) under forced CPU kernel sets, one pass each:
+## what CI runs after `make test`, so that a stored number that depends on the machine cannot come back.
 test-kernels: $(STAMP)
 	@set -e; for ks in $(KERNEL_SETS); do \
 	  echo "== make test-kernels: $$ks"; \
 	  env $$(echo $$ks | tr , ' ') $(KERNEL_ENV) $(BIN)/python -m pytest -n $(JOBS) -q \
-	    --ignore-glob='tests/test_grading*' --ignore-glob='tests/test_browser*'; \
+	    --ignore-glob='tests/test_grading*' --ignore-glob='tests/test_browser*' --ignore=tests/test_book.py; \
 	done
 
 ## Re-execute notebooks in place and store their outputs (NB=path to do just one).
@@ -69,6 +69,14 @@ workspace:
 ## Grade a folder of submissions: make grade SUBMISSIONS=path OUT=path
 grade: $(STAMP)
 	$(BIN)/python -m course_lib.grading grade "$(SUBMISSIONS)" --out "$(OUT)"
+
+## The course as a static website in build/book/ (open build/book/index.html; works offline).
+## Rebuilt only when a notebook or the builder changed.
+book: build/.book-built
+
+build/.book-built: $(STAMP) course_lib/book.py $(wildcard chapters/*.ipynb exercises/*/*.ipynb)
+	$(BIN)/python course_lib/book.py build --out build/book
+	@touch $@
 
 ## Benchmarks (not part of the test suite).
 bench: $(STAMP)
