@@ -151,3 +151,22 @@ def test_every_chapter_has_graded_exercises_and_student_versions():
             text = student.read_text()
             assert "BEGIN SOLUTION" not in text and "BEGIN HIDDEN TESTS" not in text
             assert "NotImplementedError" in text
+
+
+def test_grading_without_the_sandbox_when_asked(course, tmp_path):
+    """--no-sandbox: the same pipeline (judge included) with the instructor's rights."""
+    released = tmp_path / "exercises"
+    grading.release(course, released)
+    subs = tmp_path / "subs"
+    for who, code in (("right", "def double(x):\n    return x + x"),
+                      ("cheat", "class F(int):\n    def __eq__(self, o):\n        return True\n"
+                                "def double(x):\n    return F(0)")):
+        nb = nbformat.read(released / "ch99" / "ch99_exercises.ipynb", as_version=4)
+        nb.cells[1].source = code
+        (subs / who / "ch99").mkdir(parents=True)
+        nbformat.write(nb, subs / who / "ch99" / "ch99_exercises.ipynb")
+    scores = grading.grade(subs, tmp_path / "out", source=course, no_sandbox=True, jobs=2,
+                           limits=grading.Limits(cell_timeout=30, notebook_timeout=60))
+    import csv
+    rows = {r["folder"]: r for r in csv.DictReader(open(scores, encoding="utf-8"))}
+    assert (rows["right"]["score"], rows["cheat"]["score"]) == ("3", "0")

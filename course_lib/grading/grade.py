@@ -248,46 +248,57 @@ def grade(submissions: Path, out: Path, *, source: Path = SOLUTIONS, force: bool
     subs = collect_submissions(submissions, source, roster=roster, chapters=chapters, notes=notes)
     gradable = [s for s in subs if not s.problem]
     results: dict[int, dict] = {}
-    with tempfile.TemporaryDirectory(prefix="grading-") as tmp:
-        if os.environ.get("COURSE_GRADING_KEEP"):  # debugging: keep the jobs' folders
-            tmp = tempfile.mkdtemp(prefix="grading-kept-")
-        tmp = Path(tmp)
-        tmp.chmod(0o700)
-        names = sorted({s.assignment for s in gradable})
-        template = _template(source, names, tmp / "template")
-        jobs_in = []
-        for n, s in enumerate(gradable):
-            jobdir = tmp / "jobs" / f"{n:05d}"
-            jobdir.mkdir(parents=True)
-            (jobdir / "request.json").write_text(json.dumps({
-                "student_id": s.student_id, "assignment": s.assignment, "folder": str(s.folder.resolve()),
-                "template": str(template), "limits": asdict(limits), "sandboxed": not no_sandbox,
-                "notebooks": sorted(p.name for p in (source / s.assignment).glob("*.ipynb"))}))
-            jobs_in.append((n, jobdir))
-        per_nb = 2 * (limits.notebook_timeout + 90)
-        walls = {n: per_nb * len(list((source / gradable[n].assignment).glob("*.ipynb"))) + 300
-                 for n, _ in jobs_in}
-        results = _run_jobs(jobs_in, walls, max(1, jobs))
+    kept = out / "course"
+    try:
+        with tempfile.TemporaryDirectory(prefix="grading-") as tmp:
+            if os.environ.get("COURSE_GRADING_KEEP"):  # debugging: keep the jobs' folders
+                tmp = tempfile.mkdtemp(prefix="grading-kept-")
+            tmp = Path(tmp)
+            tmp.chmod(0o700)
+            names = sorted({s.assignment for s in gradable})
+            template = _template(source, names, tmp / "template")
+            jobs_in = []
+            for n, s in enumerate(gradable):
+                jobdir = tmp / "jobs" / f"{n:05d}"
+                jobdir.mkdir(parents=True)
+                (jobdir / "request.json").write_text(json.dumps({
+                    "student_id": s.student_id, "assignment": s.assignment, "folder": str(s.folder.resolve()),
+                    "template": str(template), "limits": asdict(limits), "sandboxed": not no_sandbox,
+                    "notebooks": sorted(p.name for p in (source / s.assignment).glob("*.ipynb"))}))
+                jobs_in.append((n, jobdir))
+            per_nb = 2 * (limits.notebook_timeout + 90)
+            walls = {n: per_nb * len(list((source / gradable[n].assignment).glob("*.ipynb"))) + 300
+                     for n, _ in jobs_in}
+            results = _run_jobs(jobs_in, walls, max(1, jobs))
+            out.mkdir(parents=True, exist_ok=True)
+            kept = out / "course"
+            if kept.exists():
+                shutil.rmtree(kept)
+            shutil.copytree(template, kept)
+            for n, s in enumerate(gradable):
+                result, jobdir = results[n], tmp / "jobs" / f"{n:05d}"
+                if not result.get("graded"):
+                    continue
+                try:
+                    _merge(kept / "gradebook.db", jobdir / "course" / "gradebook.db", s.assignment, s.student_id)
+                    for part in ("autograded", "feedback"):
+                        shutil.copytree(jobdir / "course" / part / s.student_id / s.assignment,
+                                        kept / part / s.student_id / s.assignment)
+                    handed_in = kept / "submitted" / s.student_id / s.assignment
+                    handed_in.mkdir(parents=True)
+                    for nb_path in sorted((source / s.assignment).glob("*.ipynb")):
+                        theirs = s.folder / nb_path.name  # only the notebooks: a record of what was graded
+                        if theirs.is_file() and not theirs.is_symlink():
+                            shutil.copyfile(theirs, handed_in / nb_path.name)
+                    shutil.copytree(jobdir / "course" / "feedback" / s.student_id / s.assignment,
+                                    out / "feedback" / s.student_id / s.assignment, dirs_exist_ok=True)
+                except Exception as err:  # noqa: BLE001 - this row only
+                    result.update(graded=False, status=f"grading error: keeping the grades failed: {err}")
+
+    except Exception as err:  # noqa: BLE001 - the CSV is still written, with the reason
+        for n in range(len(gradable)):
+            results[n] = {"graded": False, "status": f"grading error: {type(err).__name__}: {err}"[:2000]}
         out.mkdir(parents=True, exist_ok=True)
-        kept = out / "course"
-        if kept.exists():
-            shutil.rmtree(kept)
-        shutil.copytree(template, kept)
-        for n, s in enumerate(gradable):
-            result, jobdir = results[n], tmp / "jobs" / f"{n:05d}"
-            if not result.get("graded"):
-                continue
-            try:
-                _merge(kept / "gradebook.db", jobdir / "course" / "gradebook.db", s.assignment, s.student_id)
-                for part in ("autograded", "feedback"):
-                    shutil.copytree(jobdir / "course" / part / s.student_id / s.assignment,
-                                    kept / part / s.student_id / s.assignment)
-                shutil.copytree(s.folder, kept / "submitted" / s.student_id / s.assignment,
-                                ignore=shutil.ignore_patterns(".*", "__MACOSX"), symlinks=True)
-                shutil.copytree(jobdir / "course" / "feedback" / s.student_id / s.assignment,
-                                out / "feedback" / s.student_id / s.assignment, dirs_exist_ok=True)
-            except Exception as err:  # noqa: BLE001 - this row only
-                result.update(graded=False, status=f"grading error: keeping the grades failed: {err}")
     rows = _rows(kept / "gradebook.db", subs, gradable, results, source)
     path = out / "scores.csv"
     _write_csv(path, rows, source, sorted({s.assignment for s in subs if s.assignment in assignments(source)}))
@@ -316,6 +327,8 @@ def _rows(db: Path, subs, gradable, results, source) -> list[dict]:
 
     index = {id(s): n for n, s in enumerate(gradable)}
     rows = []
+    if not db.exists():
+        db = Path(tempfile.mkdtemp()) / "empty.db"  # nothing was graded: an empty gradebook
     with Gradebook(f"sqlite:///{db}") as gb:
         for s in sorted(subs, key=lambda s: (s.student, s.assignment)):
             known = s.assignment in assignments(source)
