@@ -101,6 +101,8 @@ def plan(source_nb) -> dict:
 
 # --------------------------------------------------------------------------- repairing
 def read_submission(path) -> nbformat.NotebookNode:
+    if path.is_symlink() or not path.is_file():
+        raise InvalidNotebook(f"{path.name} is a symbolic link or not a regular file")
     size = path.stat().st_size
     if size > MAX_NOTEBOOK_BYTES:
         raise InvalidNotebook(f"{path.name} is {size} bytes (more than {MAX_NOTEBOOK_BYTES})")

@@ -57,7 +57,6 @@ def main(argv: list[str] | None = None) -> int:
                             startup_timeout=120, resources={"metadata": {"path": "."}})
     result = {"status": "", "outputs": {}, "ran": []}
     budget = args.max_output_bytes
-    start = time.monotonic()
 
     def write():
         with open(args.out, "w", encoding="utf-8") as fh:
@@ -68,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
             nb.cells.append(boot)  # nbclient stores the executed cell at its index: give it one
             client.execute_cell(boot, len(nb.cells) - 1)
             nb.cells.pop()
+            start = time.monotonic()  # the notebook's time starts once its kernel is ready
             if any(o.get("output_type") == "error" for o in boot.outputs):
                 result["status"] = "grader set-up failed in the kernel: " + \
                     "; ".join(f"{o.get('ename')}: {o.get('evalue')}" for o in boot.outputs)
