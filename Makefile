@@ -66,9 +66,12 @@ exercises: $(STAMP)
 workspace:
 	mkdir -p my_work && cp -rn exercises/. my_work/
 
-## Grade a folder of submissions: make grade SUBMISSIONS=path OUT=path
+## Grade a folder of submissions (sandboxed): make grade SUBMISSIONS=path OUT=path [GRADE_OPTS=...]
+## GRADE_OPTS: -j N, --roster FILE, --chapters chNN.., --cell-timeout S, --notebook-timeout S,
+## --memory-mb M, --max-output-kb K (see README, "For instructors").
 grade: $(STAMP)
-	$(BIN)/python -m course_lib.grading grade "$(SUBMISSIONS)" --out "$(OUT)"
+	@test -n "$(SUBMISSIONS)" -a -n "$(OUT)" || { echo "usage: make grade SUBMISSIONS=folder OUT=folder" >&2; exit 2; }
+	$(BIN)/python -m course_lib.grading grade "$(SUBMISSIONS)" --out "$(OUT)" -j $(JOBS) $(GRADE_OPTS)
 
 ## The course as a static website in build/book/ (open build/book/index.html; works offline).
 ## Rebuilt only when a notebook or the builder changed.

@@ -1,12 +1,11 @@
 """The exercise pipeline: release (solutions -> exercises), the up-to-date check, grading."""
-import csv
-import json
 from pathlib import Path
 
 import nbformat
 import pytest
 
 from course_lib import grading
+from course_lib.grading import cli as _cli  # noqa: F401 - grading.cli in the tests
 from course_lib.notebooks import from_percent, to_percent
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -58,39 +57,9 @@ def test_release_strips_solutions_and_hidden_tests_keeps_self_checks(course, tmp
     assert grading.stale_exercises(course, target) == ["out of date: ch99/ch99_exercises.ipynb"]
 
 
-def _submit(root, student, nb=None, raw=None):
-    folder = root / student / "ch99"
-    folder.mkdir(parents=True)
-    if raw is not None:
-        (folder / "ch99_exercises.ipynb").write_text(raw)
-    else:
-        nbformat.write(nb, folder / "ch99_exercises.ipynb")
-
-
-def test_grade_writes_scores_and_feedback(course, tmp_path):
-    released = tmp_path / "exercises"
-    grading.release(course, released)
-    student_nb = nbformat.read(released / "ch99" / "ch99_exercises.ipynb", as_version=4)
-    subs = tmp_path / "submitted"
-    right = nbformat.read(released / "ch99" / "ch99_exercises.ipynb", as_version=4)
-    right.cells[1].source = "def double(x):\n    return x + x"
-    wrong = nbformat.read(released / "ch99" / "ch99_exercises.ipynb", as_version=4)
-    wrong.cells[1].source = "def double(x):\n    return 2 * x if x > 0 else 0"  # fails hidden test
-    _submit(subs, "alice", right)
-    _submit(subs, "bob", wrong)
-    _submit(subs, "carol", student_nb)                      # handed in the stub
-    _submit(subs, "dave", raw="{ this is not json")          # malformed file
-    out = tmp_path / "grades"
-    scores = grading.grade(subs, out, source=course)
-    rows = {r["student"]: r for r in csv.DictReader(open(scores))}
-    assert float(rows["alice"]["score"]) == 3.0 and float(rows["alice"]["max_score"]) == 3.0
-    assert float(rows["bob"]["score"]) == 0.0 and rows["bob"]["status"] == "graded"
-    assert float(rows["carol"]["score"]) == 0.0
-    assert rows["dave"]["status"].startswith("not graded: ch99_exercises.ipynb is not a valid")
-    assert (out / "feedback" / "alice" / "ch99" / "ch99_exercises.html").exists()
-    # a second run refuses to overwrite the grades it wrote
-    with pytest.raises(grading.GradingError, match="not empty"):
-        grading.grade(subs, out, source=course)
+# Grading itself (honest work, every attack of issue 9, the sandbox) is tested on a class of
+# submissions in tests/test_grading_attacks.py; a real chapter end to end in
+# tests/test_grading_chapter.py.
 
 
 def test_grade_reports_bad_layout(course, tmp_path):
@@ -102,6 +71,51 @@ def test_grade_reports_bad_layout(course, tmp_path):
     found = {s.student: s.problem for s in grading.collect_submissions(subs, course)}
     assert found["erin"].startswith("unknown chapter 'ch42'")
     assert found["frank"].startswith("no chapter folder")
+    # with a chapter expected, frank gets a row for it; a roster adds students without folders
+    (subs / "erin" / "ch99").mkdir()
+    found = {(s.student, s.assignment): s.problem
+             for s in grading.collect_submissions(subs, course, roster=["erin", "frank", "gina"])}
+    assert found[("frank", "ch99")] == found[("gina", "ch99")] == "not submitted"
+    assert found[("erin", "ch99")] == ""
+    with pytest.raises(grading.GradingError, match="unknown chapter"):
+        grading.collect_submissions(subs, course, chapters=["ch07"])
+
+
+def test_grade_refuses_bad_arguments(course, tmp_path):
+    subs = tmp_path / "subs"
+    (subs / "a" / "ch99").mkdir(parents=True)
+    with pytest.raises(grading.GradingError, match="choose an output folder"):
+        grading.grade(subs, Path(""), source=course)
+    with pytest.raises(grading.GradingError, match="must be outside SUBMISSIONS"):
+        grading.grade(subs, subs / "out", source=course)
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(grading.GradingError, match="is a file"):
+        grading.grade(subs, tmp_path / "file", source=course)
+    # the command line: SUBMISSIONS is required, and an empty one is refused (not `.`)
+    assert grading.cli.main(["grade", "", "--out", str(tmp_path / "o")]) == 2
+    with pytest.raises(SystemExit):
+        grading.cli.main(["grade", "--out", str(tmp_path / "o")])
+    with pytest.raises(SystemExit):
+        grading.cli.main(["grade", str(subs), "--out", str(tmp_path / "o"), "--cell-timeout", "0"])
+
+
+def test_no_sandbox_means_no_grading_unless_asked(course, tmp_path, monkeypatch):
+    from course_lib.grading import sandbox
+    monkeypatch.setattr(sandbox, "check", lambda: "bubblewrap (bwrap) is not installed")
+    subs = tmp_path / "subs"
+    (subs / "a" / "ch99").mkdir(parents=True)
+    with pytest.raises(grading.GradingError, match="no sandbox for student code: bubblewrap.*--no-sandbox"):
+        grading.grade(subs, tmp_path / "out", source=course)
+    assert not (tmp_path / "out").exists()
+
+
+def test_student_ids_are_literal_and_safe():
+    assert grading.student_id("alice_1") == "alice_1"
+    weird = grading.student_id("Smith, J [42]")
+    assert weird.startswith("Smith_J_42-") and "[" not in weird
+    nfc, nfd = "Zo\u00eb", "Zoe\u0308"
+    assert grading.student_id(nfc) != grading.student_id(nfd)
+    assert grading.student_id(".x").startswith("x-")
 
 
 def test_percent_format_round_trip_and_errors():
@@ -137,3 +151,22 @@ def test_every_chapter_has_graded_exercises_and_student_versions():
             text = student.read_text()
             assert "BEGIN SOLUTION" not in text and "BEGIN HIDDEN TESTS" not in text
             assert "NotImplementedError" in text
+
+
+def test_grading_without_the_sandbox_when_asked(course, tmp_path):
+    """--no-sandbox: the same pipeline (judge included) with the instructor's rights."""
+    released = tmp_path / "exercises"
+    grading.release(course, released)
+    subs = tmp_path / "subs"
+    for who, code in (("right", "def double(x):\n    return x + x"),
+                      ("cheat", "class F(int):\n    def __eq__(self, o):\n        return True\n"
+                                "def double(x):\n    return F(0)")):
+        nb = nbformat.read(released / "ch99" / "ch99_exercises.ipynb", as_version=4)
+        nb.cells[1].source = code
+        (subs / who / "ch99").mkdir(parents=True)
+        nbformat.write(nb, subs / who / "ch99" / "ch99_exercises.ipynb")
+    scores = grading.grade(subs, tmp_path / "out", source=course, no_sandbox=True, jobs=2,
+                           limits=grading.Limits(cell_timeout=30, notebook_timeout=60))
+    import csv
+    rows = {r["folder"]: r for r in csv.DictReader(open(scores, encoding="utf-8"))}
+    assert (rows["right"]["score"], rows["cheat"]["score"]) == ("3", "0")
