@@ -4,7 +4,7 @@
 #
 #   bash benchmarks/gpu_check.sh [OUTDIR]       (PYTHON=... to choose the interpreter; JOBS=8)
 #
-# The grading tests are left out: they drive nbgrader, which does not touch a device.
+# Left out: the grading, lab, website and browser tests (nbgrader, JupyterLab, chromium: no device).
 # Results go to OUTDIR (default gpu_check/): device.txt, suite.log, bench.log.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -18,7 +18,8 @@ assert torch.cuda.is_available(), "no CUDA device visible"
 print(f"{torch.cuda.get_device_name()}, torch {torch.__version__}, CUDA {torch.version.cuda}, "
       f"Python {platform.python_version()}")
 PY
-"$py" -m pytest -n "${JOBS:-8}" -q --ignore-glob='tests/test_grading*' -rf 2>&1 | tee "$out/suite.log"
+"$py" -m pytest -n "${JOBS:-8}" -q --ignore-glob='tests/test_grading*' \
+    --ignore-glob='tests/test_browser*' --ignore=tests/test_book.py --ignore=tests/test_lab.py -rf 2>&1 | tee "$out/suite.log"
 status=${PIPESTATUS[0]}
 for args in "" "--fused" "--fused --host-check"; do
     "$py" benchmarks/bench_train.py --device cuda --repeats 7 $args
