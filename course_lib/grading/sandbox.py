@@ -87,11 +87,12 @@ def bwrap_command(argv: list[str], *, ro: list[tuple[Path, str]] = (), rw: list[
         if (Path("/etc") / name).exists():
             cmd += ["--ro-bind", f"/etc/{name}", f"/etc/{name}"]
     made: set[str] = {"/etc"}
-    for path in _python_paths():
-        cmd += _parents(path, made) + ["--ro-bind", str(path), str(path)]
     cmd += ["--proc", "/proc", "--dev", "/dev",
             "--perms", "1777", "--size", str(TMP_BYTES), "--tmpfs", "/tmp",
             "--perms", "0777", "--dir", workdir]
+    # after the private /tmp: a Python environment or repository under /tmp stays visible
+    for path in _python_paths():
+        cmd += _parents(path, made) + ["--ro-bind", str(path), str(path)]
     for host, inside in ro:
         cmd += _parents(Path(inside), made) + ["--ro-bind", str(host), inside]
     for host, inside in rw:
