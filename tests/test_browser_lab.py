@@ -150,6 +150,31 @@ def browser(lab):
         chromium.close()
 
 
+def _read_after_save(on_disk: Path, mtime: int, deadline_s: float = 20) -> bytes | None:
+    """The file's bytes once a save that started after `mtime` has finished; None if none came.
+
+    Jupyter's save truncates the file, then writes it: a read between the two sees b"" or a
+    prefix.  So wait for the mtime to move, then for two reads 0.3 s apart to agree on a
+    complete JSON document."""
+    deadline = time.time() + deadline_s
+    while on_disk.stat().st_mtime_ns == mtime:
+        if time.time() > deadline:
+            return None
+        time.sleep(0.2)
+    last = None
+    while time.time() < deadline:
+        data = on_disk.read_bytes()
+        if data == last:
+            try:
+                json.loads(data)
+                return data
+            except ValueError:
+                pass
+        last = data
+        time.sleep(0.3)
+    return on_disk.read_bytes()
+
+
 class Student:
     """One browser tab on the lab, recording console errors and every request's host."""
 
@@ -214,11 +239,9 @@ class Student:
         before, mtime = on_disk.read_bytes(), on_disk.stat().st_mtime_ns
         self.panel.locator(".jp-Notebook").click(position={"x": 5, "y": 5})
         self.page.keyboard.press("Control+s")
-        deadline = time.time() + 20
-        while on_disk.stat().st_mtime_ns == mtime and time.time() < deadline:
-            time.sleep(0.2)
-        assert on_disk.stat().st_mtime_ns != mtime, f"{path} was not saved"
-        assert on_disk.read_bytes() == before, f"saving the untouched {path} changed it"
+        after = _read_after_save(on_disk, mtime)
+        assert after is not None, f"{path} was not saved"
+        assert after == before, f"saving the untouched {path} changed it"
         assert not self.dirty()
 
     def _what_a_save_changes(self, path: str) -> str:
@@ -226,10 +249,7 @@ class Student:
         on_disk = self.lab.root / path
         before, mtime = json.loads(on_disk.read_text()), on_disk.stat().st_mtime_ns
         self.page.keyboard.press("Control+s")
-        deadline = time.time() + 20
-        while on_disk.stat().st_mtime_ns == mtime and time.time() < deadline:
-            time.sleep(0.2)
-        after = json.loads(on_disk.read_text())
+        after = json.loads(_read_after_save(on_disk, mtime) or on_disk.read_bytes())
         changed = [f"metadata.{k}" for k in sorted(set(before["metadata"]) | set(after["metadata"]))
                    if before["metadata"].get(k) != after["metadata"].get(k)]
         changed += [f"cell {i}" for i, (a, b) in enumerate(zip(before["cells"], after["cells"]))
