@@ -855,14 +855,15 @@ class BeyondQuadratics(NamedTuple):
         return np.sort(self.paths[method][-period:, bad[0]]) if bad.size else np.array([])
 
     def bound_ratio(self, method: str = "nesterov") -> float:
-        r"""max over starts and t of [J(θ_t) − J*] / [(1 − 1/√κ)^t (J(θ₀) − J* + μ‖θ₀‖²/2)]:
-        at most 1 where Nesterov's guarantee (2004, Theorem 2.2.3) holds."""
+        r"""max over starts and t ≥ 1 of [J(θ_t) − J*] / [(1 − 1/√κ)^t (J(θ₀) − J* + μ‖θ₀‖²/2)]:
+        at most 1 where Nesterov's guarantee (2004, Theorem 2.2.3) holds (t = 0 is left out:
+        there the ratio is below 1 for any method)."""
         mu, L = LESSARD["mu"], LESSARD["L"]
         gap = lessard_value(self.paths[method])
         t = np.arange(len(gap))[:, None]
         bound = (1 - math.sqrt(mu / L)) ** t * (lessard_value(self.starts) + mu * self.starts ** 2 / 2)
         keep = self.starts != 0  # from θ₀ = θ* both sides are 0
-        return float(np.max(gap[:, keep] / bound[:, keep]))
+        return float(np.max(gap[1:, keep] / bound[1:, keep]))
 
 
 def beyond_quadratics(starts=LESSARD["starts"], steps: int = LESSARD["steps"],
