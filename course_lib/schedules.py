@@ -23,7 +23,6 @@ at every step).  This module adds only what torch lacks:
                                     several seeds each → :class:`Tuning` (medians, best peak)
 ``compare_tuned``                   two tuned schedules: lower, higher, or a tie within the
                                     scatter of the seeds
-``rank_tuned``                      tuned schedules ranked, in groups of ties
 ``momentum_cycling``                one-cycle without and with its momentum cycling
 ``early_sharpness``                 λ_max of the Hessian at θ₀ and after the first epoch
 ``scaling_experiment``              small batch; large batch with ε₀; large batch with the
@@ -70,7 +69,7 @@ __all__ = [
     "ScheduleRun", "train_with_schedule", "compare_schedules", "seed_spread",
     "Sharpness", "early_sharpness", "scaling_experiment", "SPREAD_SEEDS", "SHARPNESS_EXAMPLES",
     "TUNED_PEAKS", "TUNE_SEEDS", "PLATEAU", "Tuning", "tune_schedules", "compare_tuned",
-    "rank_tuned", "momentum_cycling",
+    "momentum_cycling",
 ]
 
 Factory = Callable[[torch.optim.Optimizer], "S.LRScheduler | S.ReduceLROnPlateau | None"]
@@ -582,26 +581,7 @@ def tune_schedules(grids: dict | None = None, seeds=TUNE_SEEDS,
     return out
 
 
-def rank_tuned(tuned: dict[str, Tuning]) -> list[list[str]]:
-    """The schedules of ``tuned`` (kind → Tuning) from the least median final training loss
-    up, in groups of ties: a schedule joins the group before it unless it is ``"higher"``
-    (:func:`compare_tuned`) than every member.  Within a group the kinds keep the order of
-    ``tuned``, so that a tie prints the same whichever of its medians comes out lower."""
-    _check("tuned", type(tuned).__name__,
-           isinstance(tuned, dict) and bool(tuned) and all(isinstance(t, Tuning) for t in tuned.values()),
-           "a non-empty dict kind -> Tuning")
-    order = sorted(tuned, key=lambda k: tuned[k].median[tuned[k].best])
-    groups: list[list[str]] = []
-    for kind in order:
-        if groups and any(compare_tuned(tuned[kind], tuned[m]) != "higher" for m in groups[-1]):
-            groups[-1].append(kind)
-        else:
-            groups.append([kind])
-    keys = list(tuned)
-    return [sorted(g, key=keys.index) for g in groups]
-
-
-def momentum_cycling(lr: float = 0.45, seeds=(0, 1, 2),
+def momentum_cycling(lr: float = 0.3, seeds=(0, 1, 2),
                      config: RunConfig = COMPARE) -> dict[bool, np.ndarray]:
     """One-cycle at the peak ``lr``, as in :func:`tune_schedules`, without and with its momentum
     cycling (``make_schedule(..., cycle_momentum=True)``: α from 0.95 down to 0.85 while ε
