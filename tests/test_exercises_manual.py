@@ -1,0 +1,80 @@
+"""The manually graded exercises (issue 8): their format, and the numbers their measurements print.
+
+Each chapter's "predict, then measure" exercise runs a measurement with course_lib in a plain
+code cell (the same in exercises/ and solutions/); its model answer and rubric rely on the
+printed numbers, so they are recomputed and asserted here (nbval also compares the stored
+output).  The format is CONTRIBUTING.md's "Exercises" section.
+"""
+import re
+from pathlib import Path
+
+import nbformat
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+META = {"grade": True, "solution": True, "locked": False, "task": False, "schema_version": 3}
+# chapters whose exercises have their manually graded part (the others follow)
+MANUAL = {"ch01": 4}
+
+
+def _nb(folder, chapter):
+    return nbformat.read(ROOT / folder / chapter / f"{chapter}_exercises.ipynb", as_version=4)
+
+
+@pytest.mark.parametrize("chapter", sorted(MANUAL))
+def test_format_of_the_manually_graded_exercises(chapter):
+    k = MANUAL[chapter]
+    nb = _nb("solutions", chapter)
+    ids = [c.metadata.get("nbgrader", {}).get("grade_id") for c in nb.cells]
+    want = [f"ex{k}-predict", f"ex{k}-interpret", f"ex{k + 1}-written"]
+    at = [ids.index(g) for g in want]
+    cells = nb.cells
+    assert cells[at[0] - 1].source.startswith(f"## Exercise {k} — Predict, then measure")
+    assert cells[at[0] + 1].cell_type == "code" and "nbgrader" not in cells[at[0] + 1].metadata
+    assert at[1] == at[0] + 2, "predict, measurement, interpret"
+    assert cells[at[2] - 1].source.startswith(f"## Exercise {k + 1} — In your own words")
+    total = 0
+    for i in at:
+        cell, meta = cells[i], cells[i].metadata["nbgrader"]
+        assert cell.cell_type == "markdown" and {key: meta[key] for key in META} == META
+        points = meta["points"]
+        total += points
+        assert re.fullmatch(r"### BEGIN SOLUTION\n(.|\n)+\n\*\*Rubric \((\d+) points?\):\*\*(.|\n)+\n### END SOLUTION",
+                            cell.source), meta["grade_id"]
+        assert f"**Rubric ({points} point" in cell.source, f"{meta['grade_id']}: the rubric's total is its points"
+    for n, i in ((k, at[0] - 1), (k + 1, at[2] - 1)):
+        title_points = int(re.search(r"\((\d+) points\)", cells[i].source).group(1))
+        assert title_points == sum(cells[j].metadata["nbgrader"]["points"] for j in at
+                                   if cells[j].metadata["nbgrader"]["grade_id"].startswith(f"ex{n}-"))
+    # the student's version: the same measurement cell, answers to write
+    released = _nb("exercises", chapter)
+    assert cells[at[0] + 1].source in [c.source for c in released.cells if c.cell_type == "code"]
+    for gid in want:
+        cell = next(c for c in released.cells if c.metadata.get("nbgrader", {}).get("grade_id") == gid)
+        assert cell.source.strip() == "YOUR ANSWER HERE"
+
+
+def _printed(chapter, k):
+    nb = _nb("solutions", chapter)
+    i = [c.metadata.get("nbgrader", {}).get("grade_id") for c in nb.cells].index(f"ex{k}-predict")
+    return "".join(o.get("text", "") for o in nb.cells[i + 1].outputs)
+
+
+# ------------------------------------------------------------------------------ chapter 1
+def test_ch01_more_data_for_the_same_capacity():
+    """Exercise 4: degree 12 vs the cubic, median risk over 30 training sets, m = 20 and 200."""
+    from course_lib import erm
+    from course_lib.data import PolynomialRegressionTask
+
+    task = PolynomialRegressionTask(noise_std=erm.POLY_NOISE_STD)
+    small = erm.risk_vs_degree(task, n=20, degrees=(3, 12), repeats=30).median_true_risk
+    large = erm.risk_vs_degree(task, n=200, degrees=(3, 12), repeats=30).median_true_risk
+    # spread over the kernel sets (native, ATEN_CPU_CAPABILITY=default, avx2): < 1e-11 relative
+    np.testing.assert_allclose(small, [0.11453, 363.735], rtol=1e-4)
+    np.testing.assert_allclose(large, [0.095557, 0.095522], rtol=1e-4)
+    sigma2 = task.bayes_risk
+    assert small[1] / sigma2 > 1000 and 1 < large[1] / sigma2 < 1.07, "the model answer's claims"
+    assert abs(large[1] - sigma2 * (1 + 13 / 200)) < 0.001, "excess risk ≈ σ² p/m, p = 13"
+    text = _printed("ch01", 4)
+    assert f"of degree 12 {small[1]:.3g}" in text and f"of degree 12 {large[1]:.3g}" in text
