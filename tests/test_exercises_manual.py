@@ -15,7 +15,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 META = {"grade": True, "solution": True, "locked": False, "task": False, "schema_version": 3}
 # chapters whose exercises have their manually graded part (the others follow)
-MANUAL = {"ch01": 4}
+MANUAL = {"ch01": 4, "ch05": 4}
 
 
 def _nb(folder, chapter):
@@ -78,3 +78,25 @@ def test_ch01_more_data_for_the_same_capacity():
     assert abs(large[1] - sigma2 * (1 + 13 / 200)) < 0.001, "excess risk ≈ σ² p/m, p = 13"
     text = _printed("ch01", 4)
     assert f"of degree 12 {small[1]:.3g}" in text and f"of degree 12 {large[1]:.3g}" in text
+
+
+# ------------------------------------------------------------------------------ chapter 5
+def test_ch05_a_smaller_step_near_a_saddle():
+    """Exercise 4: steps near the saddle at ε = 0.1 and 0.05 (integers: the same on every
+    kernel set), extra steps per factor 10 of δ, and the growth-factor law of the model answer."""
+    import math
+
+    from course_lib import saddles
+
+    fast, slow = (saddles.escape_steps(lr=lr, max_steps=600) for lr in (0.1, 0.05))
+    assert [fast.steps[i] for i in (0, 4, 8)] == [17, 68, 118]
+    assert [slow.steps[i] for i in (0, 4, 8)] == [31, 128, 224]
+    assert 1.8 < slow.steps[8] / fast.steps[8] < 2, "about twice as many, a little less"
+    per_decade = [e.slope * math.log(10) for e in (fast, slow)]
+    assert [round(x) for x in per_decade] == [13, 24]
+    # the law ln 10 / ln(1 + 2ε): 12.6 and 24.2, within 0.1 of the fitted slopes
+    law = [math.log(10) / math.log(1 + 2 * lr) for lr in (0.1, 0.05)]
+    assert [f"{x:.3g}" for x in law] == ["12.6", "24.2"]
+    assert all(abs(a - b) < 0.1 for a, b in zip(per_decade, law))
+    text = _printed("ch05", 4)
+    assert "17, 68, 118; 13 extra steps" in text and "31, 128, 224; 24 extra steps" in text
