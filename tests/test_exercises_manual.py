@@ -15,7 +15,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 META = {"grade": True, "solution": True, "locked": False, "task": False, "schema_version": 3}
 # chapters whose exercises have their manually graded part (the others follow)
-MANUAL = {"ch01": 4, "ch05": 4}
+MANUAL = {"ch01": 4, "ch05": 4, "ch06": 4}
 
 
 def _nb(folder, chapter):
@@ -100,3 +100,31 @@ def test_ch05_a_smaller_step_near_a_saddle():
     assert all(abs(a - b) < 0.1 for a, b in zip(per_decade, law))
     text = _printed("ch05", 4)
     assert "17, 68, 118; 13 extra steps" in text and "31, 128, 224; 24 extra steps" in text
+
+
+# ------------------------------------------------------------------------------ chapter 6
+def test_ch06_a_steeper_cliff():
+    """Exercise 4: the catapult census at T = 20 and T = 30: fewer catapults, a far longer
+    longest step; clipped steps never longer than ε c.  Longest steps agree to < 1e-9 relative
+    across the kernel sets (native, ATEN_CPU_CAPABILITY=default, avx2); counts are identical."""
+    from course_lib import cliffs
+    from course_lib.cliffs import RNNCliff, catapult_census, wall_slopes
+
+    got = {}
+    for T in (20, 30):
+        J = RNNCliff(T)
+        census = catapult_census(J, cliffs.census_starts(J), cliffs.CENSUS_LRS, cliffs.STEPS, cliffs.MAX_NORM)
+        for key in ("no clipping", "clip by norm"):
+            longest = max(r[3] for r in census["runs"] if r[2] == key)
+            got[T, key] = (census[key]["catapulted"], census[key]["reached"], longest)
+    assert [got[k][:2] for k in sorted(got)] == [(0, 13), (9, 5), (0, 14), (6, 8)]
+    assert got[20, "no clipping"][2] == pytest.approx(140.5627, rel=1e-6)
+    assert got[30, "no clipping"][2] == pytest.approx(5800.884, rel=1e-6)
+    eps_c = max(cliffs.CENSUS_LRS) * cliffs.MAX_NORM
+    assert all(got[T, "clip by norm"][2] <= eps_c * (1 + 1e-9) for T in (20, 30))
+    ratio = wall_slopes([20, 30], w=cliffs.WALL_W)
+    assert 55 < ratio[1] / ratio[0] < 60, "the slope on the wall: about 1.5^10 ≈ 58 times larger"
+    text = _printed("ch06", 4)
+    for (T, key), (n, reached, longest) in got.items():
+        assert f"T = {T}, {key:12s}: {n:2d} of 16 runs catapulted, {reached:2d} reached J < 0.01, " \
+               f"longest step {longest:.4g}" in text
