@@ -15,7 +15,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 META = {"grade": True, "solution": True, "locked": False, "task": False, "schema_version": 3}
 # chapters whose exercises have their manually graded part (the others follow)
-MANUAL = {"ch01": 4, "ch05": 4, "ch06": 4}
+MANUAL = {"ch01": 4, "ch05": 4, "ch06": 4, "ch09": 5}
 
 
 def _nb(folder, chapter):
@@ -128,3 +128,23 @@ def test_ch06_a_steeper_cliff():
     for (T, key), (n, reached, longest) in got.items():
         assert f"T = {T}, {key:12s}: {n:2d} of 16 runs catapulted, {reached:2d} reached J < 0.01, " \
                f"longest step {longest:.4g}" in text
+
+
+# ------------------------------------------------------------------------------ chapter 9
+def test_ch09_the_noise_floor_and_the_batch_size():
+    """Exercise 5: the floor at ε = 0.01 for B = 1, 4, 16 (numpy, seeded: the same under every
+    torch kernel set; rel 1e-6 leaves room for BLAS rounding), ∝ ε/B as the model answer says."""
+    from course_lib import sgd_theory as st
+
+    floor = st.noise_floor_experiment(lrs=(0.01,), batch_sizes=(1, 4, 16))
+    measured, predicted = floor.measured[:, 0], floor.predicted[:, 0]
+    np.testing.assert_allclose(measured, [0.0602866, 0.0140486, 0.0033989], rtol=1e-5)
+    np.testing.assert_allclose(predicted, [0.0590778, 0.0140666, 0.0034753], rtol=1e-5)
+    ratios = measured[0] / measured[1:]
+    assert [f"{r:.2g}" for r in ratios] == ["4.3", "18"] and ratios[1] > 16
+    assert predicted[0] / predicted[2] > 16, "the closed form is also a bit more than 16 times lower"
+    # the small-ε slope σ² tr(Σ)/B: floor ≈ ε σ² tr(Σ)/B, within 10 % at ε = 0.01 (7 %, 2 %, 1 %)
+    approx = 0.01 * floor.small_lr_slope
+    assert np.all(np.abs(predicted / approx - 1) < 0.1)
+    text = _printed("ch09", 5)
+    assert "B = 16: noise floor at ε = 0.01 measured 0.0034 (closed form 0.0035), 18 times lower" in text
