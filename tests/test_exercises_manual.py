@@ -15,7 +15,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 META = {"grade": True, "solution": True, "locked": False, "task": False, "schema_version": 3}
 # chapters whose exercises have their manually graded part (the others follow)
-MANUAL = {"ch01": 4, "ch05": 4, "ch06": 4, "ch09": 5}
+MANUAL = {"ch01": 4, "ch05": 4, "ch06": 4, "ch09": 5, "ch11": 4}
 
 
 def _nb(folder, chapter):
@@ -148,3 +148,28 @@ def test_ch09_the_noise_floor_and_the_batch_size():
     assert np.all(np.abs(predicted / approx - 1) < 0.1)
     text = _printed("ch09", 5)
     assert "B = 16: noise floor at ε = 0.01 measured 0.0034 (closed form 0.0035), 18 times lower" in text
+
+
+# ------------------------------------------------------------------------------ chapter 11
+def test_ch11_a_later_move():
+    """Exercise 4: steps to recover after the minimum moves at step 2000 or 8000 (step counts,
+    identical under native, ATEN_CPU_CAPABILITY=default and avx2), and the rates behind them."""
+    from course_lib import adaptive as ad
+    from course_lib.adaptive import NoisyQuadratic, switch_experiment
+
+    S, got, rate = ad.SWITCH, {}, {}
+    for before in (2000, 8000):
+        sw = switch_experiment(NoisyQuadratic(**S["before"]), NoisyQuadratic(**S["after"]), (before, 4000),
+                               S["optimizers"], fit_from=S["fit_from"], level_from=S["level_from"], seed=ad.SEED)
+        got[before] = sw["recovery"]
+        rate[before] = {k: np.asarray(r.rates)[before - 1] for k, r in sw["runs"].items()}
+    assert got == {2000: {"AdaGrad": 1037, "RMSProp": 283}, 8000: {"AdaGrad": 1857, "RMSProp": 249}}
+    assert 1.5 < got[8000]["AdaGrad"] / got[2000]["AdaGrad"] < 2, "about twice as many, a bit less"
+    assert abs(got[8000]["RMSProp"] / got[2000]["RMSProp"] - 1) < 0.2, "the same, up to the noise"
+    # AdaGrad's rate at the move: about sqrt(4) = 2 times smaller; RMSProp's: the same level
+    shrink = rate[2000]["AdaGrad"] / rate[8000]["AdaGrad"]
+    assert np.all((1.6 < shrink) & (shrink < 2.4)), shrink
+    level = rate[2000]["RMSProp"] / rate[8000]["RMSProp"]
+    assert np.all(np.abs(level - 1) < 0.3), level
+    text = _printed("ch11", 4)
+    assert "move after 8000 steps: steps until J < 0.05 afterwards: AdaGrad 1857, RMSProp 249" in text
