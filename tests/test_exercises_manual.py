@@ -15,7 +15,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 META = {"grade": True, "solution": True, "locked": False, "task": False, "schema_version": 3}
 # chapters whose exercises have their manually graded part (the others follow)
-MANUAL = {"ch01": 4, "ch05": 4, "ch06": 4, "ch09": 5, "ch11": 4}
+MANUAL = {"ch01": 4, "ch05": 4, "ch06": 4, "ch08": 4, "ch09": 5, "ch11": 4}
 
 
 def _nb(folder, chapter):
@@ -173,3 +173,24 @@ def test_ch11_a_later_move():
     assert np.all(np.abs(level - 1) < 0.3), level
     text = _printed("ch11", 4)
     assert "move after 8000 steps: steps until J < 0.05 afterwards: AdaGrad 1857, RMSProp 249" in text
+
+
+# ------------------------------------------------------------------------------ chapter 8
+def test_ch08_ten_times_longer_on_separable_data():
+    """Exercise 4: logistic regression on separable data to t = 100 000 (NumPy, float64: the
+    same under every torch kernel set; checked native and avx2 to all digits)."""
+    from course_lib import inexact as ix
+
+    X, s = ix.separable_data()
+    run = ix.logistic_regression_gd(X, s, steps=100_000)
+    at = {t: int(np.flatnonzero(run.steps == t)[0]) for t in (10_000, 100_000)}
+    np.testing.assert_allclose(run.losses[at[10_000], 0], 0.00100627, rtol=1e-5)
+    np.testing.assert_allclose(run.losses[at[100_000], 0], 0.000104132, rtol=1e-5)
+    np.testing.assert_allclose(run.norms[at[10_000]], [13.6921, 2.50269], rtol=1e-5)
+    np.testing.assert_allclose(run.norms[at[100_000]], [21.0305, 2.50269], rtol=1e-5)
+    w_hat = float(np.linalg.norm(ix.max_margin_vector(X, s)))
+    growth = run.norms[at[100_000], 0] - run.norms[at[10_000], 0]
+    assert abs(growth / (w_hat * np.log(10)) - 1) < 0.02, "grows by ‖ŵ‖ ln 10 per decade (7.3 vs 7.4)"
+    assert 9 < run.losses[at[10_000], 0] / run.losses[at[100_000], 0] < 11, "loss ∝ 1/t"
+    text = _printed("ch08", 4)
+    assert "t = 100000: λ = 0: loss 0.000104, ‖w‖ 21;  λ = 0.01: ‖w‖ 2.5" in text
