@@ -62,6 +62,8 @@ __all__ = [
     "draw_rnn_gradients",
     "backprop_norms", "log_norm_step_stats", "DepthComparison", "compare_shared_independent",
     "power_law_exponent", "plot_depth_comparison",
+    "LAGS", "LATCH", "latching_task", "latch_gradient_terms", "LatchRun", "train_latching",
+    "LatchingExperiment", "latching_experiment", "plot_latching",
 ]
 
 # ------------------------------------------------------------------------------------------
@@ -526,4 +528,154 @@ def plot_depth_comparison(cmp: DepthComparison, axes=None):
     bx.set_xlabel("layers back-propagated through")
     bx.set_ylabel("sd of log₁₀ ‖∂L/∂h‖ over networks")
     bx.legend(fontsize="small")
+    return ax, bx
+
+
+# ------------------------------------------------------------------------------------------
+# Learning across a lag: a vanilla RNN trained to remember its first input
+# ------------------------------------------------------------------------------------------
+#: the lags of the learning experiment (steps between the informative input and the loss)
+LAGS = (5, 10, 20, 50, 100)
+#: its settings: RNN width, noise of the distractor inputs, data sizes, the training budget
+#: (SGD with momentum through course_lib.train, float64), and the seeds (model and data)
+LATCH = dict(hidden_size=16, noise=0.5, n_train=2048, n_test=1024, steps=150, batch_size=32,
+             lr=0.1, momentum=0.9, seeds=(0, 1, 2))
+
+
+def latching_task(lag: int, n: int, seed: int, noise: float = LATCH["noise"]):
+    r"""The "remember the first input" task (a one-symbol copy task, the latching problem of
+    Bengio, Simard & Frasconi, 1994): sequences of ``lag`` scalar inputs; x_1 = ±1 carries
+    the label y ∈ {0, 1} (x_1 = 2y − 1), x_2, …, x_lag ~ N(0, noise²) are distractors.  The
+    network reads its output after the last input, so the information sits ``lag`` steps
+    before the loss.  Chance is 1/2.  Returns float64 ``(X (n, lag, 1), y (n,))``."""
+    lag, n = _check_int("lag", lag, 1), _check_int("n", n, 1)
+    noise = float(noise)
+    if not (noise >= 0 and math.isfinite(noise)):
+        raise ValueError(f"Invalid noise: {noise!r} (expected a finite number >= 0)")
+    gen = torch.Generator().manual_seed(_check_int("seed", seed, 0))
+    y = torch.randint(0, 2, (n,), generator=gen)
+    X = noise * torch.randn(n, lag, 1, dtype=torch.float64, generator=gen)
+    X[:, 0, 0] = 2.0 * y - 1.0
+    return X, y
+
+
+def latch_gradient_terms(rnn: VanillaRNN, X: torch.Tensor, y: torch.Tensor):
+    r"""Where the gradient of the cross-entropy L (mean over the batch) comes from in time.
+
+    Returns ``(state_norms, input_terms)``, two arrays of length T = lag:
+
+    - ``state_norms[t-1]`` = ‖∂L/∂h_t‖ (Frobenius norm over the batch), t = 1..T: how much of
+      the error signal that enters at h_T is still there t steps from the start;
+    - ``input_terms[t-1]`` = ‖δ_t x_tᵀ‖ with δ_t = ∂L/∂a_t = (1 − h_t²) ⊙ ∂L/∂h_t: the
+      contribution of step t to ∂L/∂U (∂L/∂U = Σ_t δ_t x_tᵀ).  Only the term of t = 1 carries
+      the label; the others are driven by the distractors.
+    """
+    if rnn.V is None:
+        raise ValueError("Invalid rnn: it needs a read-out (out_features) to define the loss")
+    with single_thread():
+        hs = rnn.states(X)
+        loss = torch.nn.functional.cross_entropy(hs[-1] @ rnn.V.T + rnn.c, y)
+        grads = torch.stack(torch.autograd.grad(loss, hs[1:]))  # (T, N, H): ∂L/∂h_t
+        delta = (1 - torch.stack(hs[1:]).detach() ** 2) * grads    # (T, N, H): ∂L/∂a_t
+        terms = torch.einsum("tnh,nti->thi", delta, X)              # (T, H, input): δ_t x_tᵀ
+        state_norms = grads.flatten(1).norm(dim=1).numpy()
+        input_terms = terms.flatten(1).norm(dim=1).numpy()
+    return state_norms, input_terms
+
+
+class LatchRun(NamedTuple):
+    """One trained RNN on the latching task."""
+    lag: int
+    seed: int
+    accuracy: float          #: on fresh test sequences (chance: 0.5)
+    train_loss: np.ndarray   #: the loss of every training step
+    initial: tuple           #: :func:`latch_gradient_terms` of the initial network, on the test set
+    trained: tuple           #: the same for the trained network
+
+    @staticmethod
+    def far_to_near(terms) -> float:
+        """‖term of step 1‖ / ‖term of step T‖: the far-back term against the most recent one."""
+        return float(terms[0] / terms[-1])
+
+
+def train_latching(lag: int, seed: int, **settings) -> LatchRun:
+    """Train a float64 :class:`~course_lib.models.VanillaRNN` (one input, 2 outputs) on
+    :func:`latching_task` with ``lag`` through :func:`course_lib.train.train` (SGD with
+    momentum, cross-entropy, the budget of ``LATCH``); ``seed`` draws θ₀, the data and the
+    batch order.  Measures test accuracy and :func:`latch_gradient_terms` before and after."""
+    from course_lib.optim import SGD
+    from course_lib.train import evaluate, train
+    s = {**LATCH, **settings}
+    seed = _check_int("seed", seed, 0)
+    X, y = latching_task(lag, s["n_train"], 1000 + seed, s["noise"])
+    Xt, yt = latching_task(lag, s["n_test"], 2000 + seed, s["noise"])
+    rnn = VanillaRNN(1, s["hidden_size"], 2, generator=torch.Generator().manual_seed(seed)).double()
+    initial = latch_gradient_terms(rnn, Xt, yt)
+    loss_fn = torch.nn.CrossEntropyLoss()
+    opt = SGD(rnn.parameters(), lr=s["lr"], momentum=s["momentum"])
+    with single_thread():
+        hist = train(rnn, loss_fn, opt, (X, y), epochs=10 ** 6, max_steps=s["steps"],
+                     batch_size=s["batch_size"], seed=seed)
+        acc = evaluate(rnn, loss_fn, (Xt, yt))["accuracy"]
+    losses = np.asarray(hist.steps["loss"], dtype=np.float64)
+    return LatchRun(int(lag), seed, float(acc), losses, initial, latch_gradient_terms(rnn, Xt, yt))
+
+
+class LatchingExperiment(NamedTuple):
+    """:func:`train_latching` for every lag and seed: ``runs[i][j]`` is lag i, seed j."""
+    lags: tuple
+    seeds: tuple
+    runs: list
+
+    def accuracy(self) -> np.ndarray:
+        """(lags, seeds) test accuracies."""
+        return np.array([[r.accuracy for r in row] for row in self.runs])
+
+    def median_accuracy(self) -> np.ndarray:
+        return np.median(self.accuracy(), axis=1)
+
+    def successes(self, threshold: float = 0.9) -> np.ndarray:
+        """Per lag, the number of seeds whose test accuracy exceeds ``threshold``."""
+        return (self.accuracy() > threshold).sum(axis=1)
+
+    def median_far_to_near(self, which: str = "initial", kind: int = 0) -> np.ndarray:
+        """Per lag, the median over seeds of ‖term at step 1‖/‖term at step T‖ of the
+        ``initial`` or ``trained`` net; ``kind`` 0: ‖∂L/∂h_t‖, 1: the ∂L/∂U terms."""
+        return np.array([np.median([LatchRun.far_to_near(getattr(r, which)[kind]) for r in row])
+                         for row in self.runs])
+
+
+def latching_experiment(lags: Sequence[int] = LAGS, seeds: Sequence[int] = LATCH["seeds"],
+                        **settings) -> LatchingExperiment:
+    """The chapter's learning experiment: a vanilla RNN trained on the latching task at every
+    lag, with every seed, on the same budget."""
+    runs = [[train_latching(lag, seed, **settings) for seed in seeds] for lag in lags]
+    return LatchingExperiment(tuple(lags), tuple(seeds), runs)
+
+
+def plot_latching(exp: LatchingExperiment, axes=None):
+    """Left: test accuracy against lag (each seed, and the median) with chance at 1/2.
+    Right: ‖∂L/∂h_t‖ against the distance T − t from the loss, for the longest lag, initial
+    and trained net of every seed (normalised by the value at t = T).  Returns the two Axes."""
+    if axes is None:
+        _, axes = plt.subplots(1, 2, figsize=(11.5, 4.2))
+    ax, bx = axes
+    acc = exp.accuracy()
+    for j, seed in enumerate(exp.seeds):
+        ax.plot(exp.lags, acc[:, j], "o", color="0.6", ms=4, label="one seed" if j == 0 else None)
+    ax.plot(exp.lags, np.median(acc, axis=1), "k-", lw=2, label=f"median of {len(exp.seeds)} seeds")
+    ax.axhline(0.5, color="C3", ls=":", label="chance")
+    ax.set_xscale("log")
+    ax.set_xlabel("lag T (steps between the informative input and the loss)")
+    ax.set_ylabel("test accuracy")
+    ax.legend(fontsize="small")
+    for which, ls in (("initial", "--"), ("trained", "-")):
+        for j, r in enumerate(exp.runs[-1]):
+            s = getattr(r, which)[0]
+            dist = np.arange(len(s))[::-1]  # T − t for t = 1..T
+            bx.semilogy(dist, s / s[-1], ls, color=f"C{j}", lw=1,
+                        label=f"{which}, seed {r.seed}")
+    bx.set_xlabel("distance T − t from the loss (steps)")
+    bx.set_ylabel("‖∂L/∂h_t‖ / ‖∂L/∂h_T‖")
+    bx.legend(fontsize="x-small", ncol=2)
     return ax, bx

@@ -63,7 +63,10 @@ __all__ = [
     "FormComparison", "compare_forms", "TerminalVelocity", "terminal_velocity",
     "convergence_factor", "tuned_hyperparameters", "spectrum", "CGResult",
     "conjugate_gradient", "error_norms", "steps_to_accuracy", "RateSweep", "rate_sweep",
-    "explorer_figure",
+    "explorer_figure", "FINE_LRS", "FINE_ALPHAS", "plot_tuning_grid", "plot_beyond_quadratics",
+    "plot_effective_step", "TUNINGS", "GRID", "LESSARD", "NET", "TuningGrid", "tuning_grid",
+    "lessard_grad", "lessard_value", "BeyondQuadratics", "beyond_quadratics",
+    "EffectiveStepRuns", "effective_step_experiment",
 ]
 
 # ---- the chapter's settings (notebook and tests import these) ---------------------------
@@ -86,7 +89,22 @@ RATE_SPECTRUM = "chebyshev"
 EXPLORER = dict(condition_number=100.0, lr=1.0, momentum=0.7, steps=60)
 METHODS = ("gd", "heavy_ball", "nesterov", "cg")
 METHOD_LABELS = {"gd": "gradient descent", "heavy_ball": "heavy ball (Polyak)",
-                 "nesterov": "Nesterov", "cg": "conjugate gradients"}
+                 "nesterov": "Nesterov", "cg": "conjugate gradients",
+                 "nesterov_quadratic": "Nesterov, quadratic-optimal"}
+#: every tuning :func:`tuned_hyperparameters` knows (METHODS plus Nesterov's best on quadratics)
+TUNINGS = METHODS + ("nesterov_quadratic",)
+#: the measured tuning grid: steps to TOL on a Chebyshev spectrum of κ = 100, n eigenvalues
+GRID = dict(condition_number=100.0, dim=50, tol=1e-6, max_steps=400,
+            lrs=np.round(np.linspace(0.1, 4.0, 40), 6), alphas=np.round(np.linspace(0.0, 0.95, 39), 6))
+#: the fine (ε, α) grid on which ρ is minimised by brute force (κ = HEATMAP_KAPPA, λ_max = 1)
+FINE_LRS = np.round(np.linspace(1.0, 2.0, 1001), 6)
+FINE_ALPHAS = np.round(np.linspace(0.5, 0.95, 901), 6)
+#: beyond quadratics: the 1-D counterexample of Lessard, Recht & Packard (2016), μ = 1, L = 25
+LESSARD = dict(mu=1.0, L=25.0, starts=np.round(np.linspace(-10.0, 10.0, 201), 6), steps=300,
+               tol=1e-6, example_start=3.3)
+#: the network: SGD with momentum at a fixed effective step ε/(1 − α) on MNIST-1D (float64)
+NET = dict(hidden=(64,), num_samples=5000, epochs=3, batch_size=32, seeds=(0, 1, 2),
+           effective_lrs=(0.03, 0.3, 1.0, 3.0), alphas=(0.0, 0.9))
 
 
 # ---- argument checks: ValueError naming the argument and the value -----------------------
@@ -119,8 +137,8 @@ def _check_momentum(momentum) -> float:
 
 
 def _check_method(method: str) -> str:
-    if method not in METHODS:
-        raise ValueError(f"Invalid method: {method!r} (expected one of {', '.join(METHODS)})")
+    if method not in TUNINGS:
+        raise ValueError(f"Invalid method: {method!r} (expected one of {', '.join(TUNINGS)})")
     return method
 
 
@@ -409,7 +427,12 @@ def tuned_hyperparameters(method: str, lam_min: float, lam_max: float) -> dict:
     - ``"heavy_ball"``: ε = 4/(√λ_max + √λ_min)², α = ((√κ − 1)/(√κ + 1))² (Polyak, 1964;
       ρ = (√κ − 1)/(√κ + 1), the best over all (ε, α));
     - ``"nesterov"``: ε = 1/λ_max, α = (√κ − 1)/(√κ + 1) (Nesterov's constant momentum for
-      strongly convex functions; ρ = 1 − 1/√κ);
+      strongly convex functions; ρ = 1 − 1/√κ on a quadratic, and a guarantee
+      J(θ_t) − J* ≤ (1 − 1/√κ)^t (J(θ₀) − J* + μ‖θ₀ − θ*‖²/2) on every μ-strongly convex,
+      L-smooth J: Nesterov, 2004, Theorem 2.2.3);
+    - ``"nesterov_quadratic"``: ε = 4/(3λ_max + λ_min), α = (√(3κ+1) − 2)/(√(3κ+1) + 2), the
+      best (ε, α) for Nesterov on a quadratic (Lessard, Recht & Packard, 2016):
+      ρ = 1 − 2/√(3κ + 1);
     - ``"cg"``: no hyperparameters (an empty dict).
     """
     _check_method(method)
@@ -422,6 +445,9 @@ def tuned_hyperparameters(method: str, lam_min: float, lam_max: float) -> dict:
         return dict(lr=4.0 / (math.sqrt(hi) + math.sqrt(lo)) ** 2, momentum=q * q)
     if method == "nesterov":
         return dict(lr=1.0 / hi, momentum=q)
+    if method == "nesterov_quadratic":
+        r = math.sqrt(3.0 * hi / lo + 1.0)
+        return dict(lr=4.0 / (3.0 * hi + lo), momentum=(r - 2.0) / (r + 2.0))
     return {}
 
 
@@ -563,7 +589,7 @@ def _error_iterates(method: str, H, e0, lr, momentum) -> tuple[Iterator[np.ndarr
     lr, momentum = _check_lr(lr), _check_momentum(momentum)
     if method == "gd" and momentum != 0:
         raise ValueError(f"Invalid momentum: {momentum!r} (gradient descent has none)")
-    its = _velocity_iterates(matvec, e0, lr, momentum, nesterov=(method == "nesterov"))
+    its = _velocity_iterates(matvec, e0, lr, momentum, nesterov=method.startswith("nesterov"))
     return (e for e, _ in its), n
 
 
@@ -671,7 +697,7 @@ def rate_sweep(kappas=RATE_KAPPAS, dim: int = RATE_DIM, tol: float = RATE_TOL,
                 predicted[m].append(math.log(2 * math.sqrt(kappa) / tol) / -math.log(q))
             else:
                 rho = convergence_factor(lam, **tuned_hyperparameters(m, 1.0, float(kappa)),
-                                         nesterov=(m == "nesterov"))
+                                         nesterov=m.startswith("nesterov"))
                 predicted[m].append(math.log(1 / tol) / -math.log(rho))
     return RateSweep(kappas, {m: np.array(v) for m, v in steps.items()},
                      {m: np.array(v) for m, v in predicted.items()}, dim, tol, kind)
@@ -722,3 +748,280 @@ def explorer_figure(condition_number: float = EXPLORER["condition_number"],
                   + f"\n(best possible {best:.3g}; dotted: slope $\\rho^{{2t}}$)", fontsize=9)
     fig.tight_layout()
     return runs
+
+
+# ----------------------------------------------------------------------------------------
+# 7. A fair comparison: both methods at their best, found on a measured grid
+# ----------------------------------------------------------------------------------------
+class TuningGrid(NamedTuple):
+    """Measured steps to ``tol`` on the grid ``lrs`` × ``alphas`` (nan: not within
+    ``max_steps``, or diverged): ``steps[method]`` has shape (len(alphas), len(lrs))."""
+    lrs: np.ndarray
+    alphas: np.ndarray
+    steps: dict
+    condition_number: float
+    tol: float
+
+    def best(self, method: str) -> tuple[float, float, int]:
+        """(ε, α, steps) of the grid point with the fewest steps (the first in row order)."""
+        s = np.where(np.isnan(self.steps[method]), np.inf, self.steps[method])
+        i, j = np.unravel_index(np.argmin(s), s.shape)
+        return float(self.lrs[j]), float(self.alphas[i]), int(s[i, j])
+
+    def best_is_interior(self, method: str) -> bool:
+        """True if the best point lies off the grid's edges (so the grid is wide enough)."""
+        eps, alpha, _ = self.best(method)
+        return (self.lrs[0] < eps < self.lrs[-1]) and (self.alphas[0] < alpha < self.alphas[-1])
+
+
+def _grid_first_below(lam: np.ndarray, lr: np.ndarray, alpha: np.ndarray, nesterov: bool,
+                      tol: float, max_steps: int) -> np.ndarray:
+    """Steps until ‖e_t‖ ≤ tol‖e₀‖ for every (ε, α) at once, from e₀ = (1, …, 1) on
+    H = diag(lam); the lecture form of :func:`velocity_form_path`, vectorised over the grid."""
+    e = np.ones((lr.size, lam.size))
+    v = np.zeros_like(e)
+    eps, a = lr.reshape(-1, 1), alpha.reshape(-1, 1)
+    target = tol * tol * lam.size
+    out = np.full(lr.size, np.nan)
+    with np.errstate(over="ignore", invalid="ignore"):
+        for t in range(1, max_steps + 1):
+            g = lam * (e + a * v) if nesterov else lam * e
+            v = a * v - eps * g
+            e = e + v
+            sq = np.einsum("gn,gn->g", e, e)
+            out[np.isnan(out) & (sq <= target)] = t
+            if not np.isnan(out).any():
+                break
+    return out
+
+
+def tuning_grid(condition_number: float = GRID["condition_number"], dim: int = GRID["dim"],
+                tol: float = GRID["tol"], max_steps: int = GRID["max_steps"],
+                lrs=GRID["lrs"], alphas=GRID["alphas"],
+                methods=("heavy_ball", "nesterov")) -> TuningGrid:
+    r"""The steps each method needs to shrink the error by ``tol`` on a quadratic with a
+    Chebyshev spectrum in [1/κ, 1] (λ_max = 1, so ε is in units of 1/λ_max), for every
+    (ε, α) of the grid: the tuning a practitioner would find by search, to set against the
+    closed forms of :func:`tuned_hyperparameters`."""
+    kappa = _check_number("condition_number", condition_number, 1.0, low_open=True)
+    lam = spectrum(kappa, _check_int("dim", dim, 2)) / kappa
+    lrs, alphas = np.asarray(lrs, dtype=np.float64), np.asarray(alphas, dtype=np.float64)
+    E, A = np.meshgrid(lrs, alphas)  # (len(alphas), len(lrs))
+    steps = {m: _grid_first_below(lam, E.ravel(), A.ravel(), m.startswith("nesterov"),
+                                  tol, _check_int("max_steps", max_steps)).reshape(E.shape)
+             for m in methods}
+    return TuningGrid(lrs, alphas, steps, kappa, tol)
+
+
+# ----------------------------------------------------------------------------------------
+# 8. Beyond quadratics: where the heavy ball fails and Nesterov's guarantee holds
+# ----------------------------------------------------------------------------------------
+def lessard_grad(x, mu: float = LESSARD["mu"], L: float = LESSARD["L"]):
+    r"""∇J of the piecewise quadratic of Lessard, Recht & Packard (2016, §4.6), for μ = 1 and
+    L = 25 (elementwise, so x may hold many 1-D problems at once):
+
+    .. math::  J'(x) = 25x \;(x < 1), \quad x + 24 \;(1 \le x < 2), \quad 25x - 24 \;(x \ge 2).
+
+    J is μ-strongly convex and L-smooth (J'' ∈ {1, 25}), with its minimum at x* = 0.  The
+    general form: L x, μx + (L − μ), L x − (L − μ) on the same pieces."""
+    x = torch.as_tensor(x, dtype=torch.float64)
+    return torch.where(x < 1, L * x, torch.where(x < 2, mu * x + (L - mu), L * x - (L - mu)))
+
+
+def lessard_value(x, mu: float = LESSARD["mu"], L: float = LESSARD["L"]):
+    """J of :func:`lessard_grad` (continuous, J(0) = 0 is the minimum)."""
+    x = np.asarray(x, dtype=np.float64)
+    d = L - mu
+    return np.where(x < 1, L * x ** 2 / 2,
+                    np.where(x < 2, mu * x ** 2 / 2 + d * x - d / 2,
+                             L * x ** 2 / 2 - d * x + 3 * d / 2))
+
+
+class BeyondQuadratics(NamedTuple):
+    """Heavy ball and Nesterov, each with its classical tuning for [μ, L], from every start
+    on the counterexample: ``paths[method]`` (steps + 1, starts) the iterates θ_t."""
+    starts: np.ndarray
+    paths: dict
+    tunings: dict
+    tol: float
+
+    def converged(self, method: str) -> np.ndarray:
+        """Per start: |θ_T| ≤ tol (θ* = 0)."""
+        return np.abs(self.paths[method][-1]) <= self.tol
+
+    def cycle(self, method: str = "heavy_ball", period: int = 3) -> np.ndarray:
+        """The last ``period`` iterates of the first start that did not converge, sorted."""
+        bad = np.flatnonzero(~self.converged(method))
+        return np.sort(self.paths[method][-period:, bad[0]]) if bad.size else np.array([])
+
+    def bound_ratio(self, method: str = "nesterov") -> float:
+        r"""max over starts and t ≥ 1 of [J(θ_t) − J*] / [(1 − 1/√κ)^t (J(θ₀) − J* + μ‖θ₀‖²/2)]:
+        at most 1 where Nesterov's guarantee (2004, Theorem 2.2.3) holds (t = 0 is left out:
+        there the ratio is below 1 for any method)."""
+        mu, L = LESSARD["mu"], LESSARD["L"]
+        gap = lessard_value(self.paths[method])
+        t = np.arange(len(gap))[:, None]
+        bound = (1 - math.sqrt(mu / L)) ** t * (lessard_value(self.starts) + mu * self.starts ** 2 / 2)
+        keep = self.starts != 0  # from θ₀ = θ* both sides are 0
+        return float(np.max(gap[1:, keep] / bound[1:, keep]))
+
+
+def beyond_quadratics(starts=LESSARD["starts"], steps: int = LESSARD["steps"],
+                      tol: float = LESSARD["tol"]) -> BeyondQuadratics:
+    """Run the heavy ball with Polyak's quadratic-optimal (ε, α) and Nesterov with
+    ε = 1/L, α = (√κ − 1)/(√κ + 1) on :func:`lessard_grad`, from every start (v₀ = 0)."""
+    mu, L = LESSARD["mu"], LESSARD["L"]
+    starts = np.asarray(starts, dtype=np.float64)
+    tunings = {m: tuned_hyperparameters(m, mu, L) for m in ("heavy_ball", "nesterov")}
+    paths = {m: velocity_form_path(lessard_grad, starts, steps=steps, nesterov=(m == "nesterov"),
+                                   **h).theta for m, h in tunings.items()}
+    return BeyondQuadratics(starts, paths, tunings, float(tol))
+
+
+# ----------------------------------------------------------------------------------------
+# 9. A real network: momentum at a fixed effective step ε/(1 − α)
+# ----------------------------------------------------------------------------------------
+class EffectiveStepRuns(NamedTuple):
+    """``train_loss`` and ``test_accuracy`` of shape (len(effective_lrs), len(alphas),
+    len(seeds)) after the same number of steps; inf where a run diverged."""
+    effective_lrs: tuple
+    alphas: tuple
+    seeds: tuple
+    train_loss: np.ndarray
+    test_accuracy: np.ndarray
+
+    def median_loss(self) -> np.ndarray:
+        """(effective_lrs, alphas) medians over seeds."""
+        return np.median(self.train_loss, axis=-1)
+
+    def best_effective_lr(self) -> dict:
+        """α → the effective step with the lowest median loss."""
+        m = self.median_loss()
+        return {a: self.effective_lrs[int(np.argmin(m[:, j]))] for j, a in enumerate(self.alphas)}
+
+
+def effective_step_experiment(**settings) -> EffectiveStepRuns:
+    r"""An MLP (40 → 64 → 10, float64) on MNIST-1D trained with :func:`course_lib.train.train`
+    by SGD with momentum α and ε = ε_eff (1 − α), for every effective step ε_eff of
+    ``NET["effective_lrs"]``, α of ``NET["alphas"]`` and seed (θ₀ and batch order); each run
+    has the same minibatch size and number of epochs.  Records the final cost on the whole
+    training set and the test accuracy."""
+    from course_lib.data import mnist1d
+    from course_lib.models import mlp
+    from course_lib.train import TrainingDiverged, evaluate, train
+    from course_lib.utils import single_thread
+
+    s = {**NET, **settings}
+    data = mnist1d(s["num_samples"], seed=0)
+    train_set = (data.X_train.double(), data.y_train)
+    test_set = (data.X_test.double(), data.y_test)
+    shape = (len(s["effective_lrs"]), len(s["alphas"]), len(s["seeds"]))
+    loss, acc = np.full(shape, np.inf), np.full(shape, np.nan)
+    loss_fn = torch.nn.CrossEntropyLoss()
+    with single_thread():
+        for i, eff in enumerate(s["effective_lrs"]):
+            for j, alpha in enumerate(s["alphas"]):
+                for k, seed in enumerate(s["seeds"]):
+                    model = mlp(40, tuple(s["hidden"]), 10,
+                                generator=torch.Generator().manual_seed(seed)).double()
+                    opt = SGD(model.parameters(), lr=eff * (1 - alpha), momentum=alpha)
+                    try:
+                        train(model, loss_fn, opt, train_set, epochs=s["epochs"],
+                              batch_size=s["batch_size"], seed=seed)
+                    except TrainingDiverged:
+                        continue
+                    final = evaluate(model, loss_fn, train_set)["loss"]
+                    if math.isfinite(final):
+                        loss[i, j, k] = final
+                        acc[i, j, k] = evaluate(model, loss_fn, test_set)["accuracy"]
+    return EffectiveStepRuns(tuple(s["effective_lrs"]), tuple(s["alphas"]), tuple(s["seeds"]),
+                             loss, acc)
+
+
+# ----------------------------------------------------------------------------------------
+# 10. Figures of sections 10.4, 10.6 and 10.7
+# ----------------------------------------------------------------------------------------
+def plot_tuning_grid(grid: TuningGrid, axes=None):
+    """One panel per method: measured steps to tol over (ε, α) (log colour; white: not within
+    the budget), the searched best (circle) and the closed-form tuning (star).  Returns axes."""
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import LogNorm
+
+    methods = list(grid.steps)
+    if axes is None:
+        _, axes = plt.subplots(1, len(methods), figsize=(6 * len(methods), 4.3), sharey=True)
+    lo = 1.0 / grid.condition_number
+    closed = {"heavy_ball": "heavy_ball", "nesterov": "nesterov_quadratic"}
+    vmin = min(np.nanmin(grid.steps[m]) for m in methods)
+    vmax = max(np.nanmax(grid.steps[m]) for m in methods)
+    for ax, m in zip(axes, methods):
+        mesh = ax.pcolormesh(grid.lrs, grid.alphas, grid.steps[m], shading="auto",
+                             cmap="viridis", norm=LogNorm(vmin, vmax))
+        eps_b, alpha_b, n_b = grid.best(m)
+        ax.plot(eps_b, alpha_b, "o", mfc="none", mec="r", ms=11, mew=2,
+                label=f"searched best: {n_b} steps")
+        h = tuned_hyperparameters(closed[m], lo, 1.0)
+        ax.plot(h["lr"], h["momentum"], "r*", ms=10,
+                label=f"closed form ({METHOD_LABELS[closed[m]]})")
+        ax.set_xlabel(r"learning rate $\epsilon$ (units of $1/\lambda_{\max}$)")
+        ax.set_title(METHOD_LABELS[m])
+        ax.legend(loc="lower left", fontsize="small")
+    axes[0].set_ylabel(r"momentum $\alpha$")
+    axes[-1].figure.colorbar(mesh, ax=list(axes), label=f"steps to shrink the error by {grid.tol:g}")
+    return axes
+
+
+def plot_beyond_quadratics(bq: BeyondQuadratics, axes=None, start: float = LESSARD["example_start"],
+                           steps: int = 40):
+    """Left: J with the heavy ball's 3-cycle on it.  Right: |θ_t − θ*| of both methods from
+    ``start`` (first ``steps`` steps), log scale.  Returns the two Axes."""
+    import matplotlib.pyplot as plt
+
+    if axes is None:
+        _, axes = plt.subplots(1, 2, figsize=(12, 4.2))
+    ax, bx = axes
+    x = np.linspace(-3, 4, 701)
+    ax.plot(x, lessard_value(x), "k", lw=1, label="J (curvature 25, 1, 25 on three pieces)")
+    cyc = bq.cycle()
+    ax.plot(cyc, lessard_value(cyc), "o", color="C0", ms=8, label="heavy ball's 3-cycle")
+    for xb in (1, 2):
+        ax.axvline(xb, color="0.7", lw=0.8, ls=":")
+    ax.set_xlabel(r"$\theta$")
+    ax.set_ylabel(r"$J(\theta)$")
+    ax.set_title("A smooth, strongly convex J (Lessard et al., 2016)")
+    ax.legend(fontsize="small")
+    k = int(np.argmin(np.abs(bq.starts - start)))
+    t = np.arange(steps + 1)
+    for i, m in enumerate(("heavy_ball", "nesterov")):
+        err = np.abs(bq.paths[m][: steps + 1, k])
+        bx.semilogy(t, np.maximum(err, 1e-300), "o-", ms=3, color=f"C{i}",
+                    label=f"{METHOD_LABELS[m]}, ε = {bq.tunings[m]['lr']:.3g}, α = {bq.tunings[m]['momentum']:.3g}")
+    bx.set_ylim(1e-8, 20)
+    bx.set_xlabel("step t")
+    bx.set_ylabel(r"$|\theta_t - \theta^*|$")
+    bx.set_title(rf"From $\theta_0$ = {bq.starts[k]:g}: the heavy ball cycles, Nesterov converges")
+    bx.legend(fontsize="small")
+    return ax, bx
+
+
+def plot_effective_step(runs: EffectiveStepRuns, ax=None):
+    """Median (and each seed's) final training cost against ε/(1 − α), one curve per α;
+    diverged runs are left out.  Returns the Axes."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6.5, 4.2))
+    eff = np.asarray(runs.effective_lrs)
+    med = runs.median_loss()
+    for j, a in enumerate(runs.alphas):
+        c = f"C{j}"
+        for k in range(len(runs.seeds)):
+            ax.plot(eff, runs.train_loss[:, j, k], ".", color=c, alpha=0.4)
+        ok = np.isfinite(med[:, j])
+        ax.plot(eff[ok], med[ok, j], "o-", color=c,
+                label=rf"$\alpha$ = {a} ($\epsilon$ = {1 - a:g} × effective step), median")
+    ax.set_xscale("log")
+    ax.set_xlabel(r"effective step $\epsilon/(1-\alpha)$")
+    ax.set_ylabel("training cost after the same number of steps")
+    ax.legend(fontsize="small")
+    return ax

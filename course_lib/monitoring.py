@@ -19,8 +19,13 @@ name                               what it does or measures
 :func:`health_signals`             median gradient norm and update ratio of a run
 :func:`first_spike`                the first loss spike of a run, and how much ‖g‖ grew there
 :func:`dead_units`                 the fraction of ReLU units that never fire, per layer
+:func:`dead_unit_table`            dead units per layer at θ₀ and after a sweep's runs (seed medians)
 :func:`param_norm`                 ‖θ‖₂ of a model
 :func:`explorer_figure`            the widget's figure: ε → curves, signals and diagnosis
+:func:`log_runs`                   three runs logged to TensorBoard (ε too small, good, too large)
+:func:`read_scalars`               a logged run's scalars, read back from its event files
+:func:`layer_update_ratios`        the logged update ratio of each layer, step by step
+:func:`layer_ratio_figure`         section 14.6's figure: per-layer update ratios of three runs
 =================================  ============================================================
 
 The chapter's settings are module constants (``HIDDEN``, ``EPOCHS``, ``SWEEP_LRS``,
@@ -39,6 +44,7 @@ update-to-parameter ratio).
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -48,13 +54,13 @@ import torch
 from course_lib.data import mnist1d, train_val_split
 from course_lib.models import mlp
 from course_lib.optim import SGD, Adam
-from course_lib.train import History, TrainingDiverged, train
+from course_lib.train import History, TrainingDiverged, train, update_norms
 
 __all__ = [
     "OPTIMIZER_NAMES", "mnist1d_splits", "make_model", "make_optimizer", "UpdateRatioMonitor",
     "Run", "train_run", "good_lr_band", "Sweep", "lr_sweep", "RangeTest", "lr_range_test",
     "LABELS", "Diagnosis", "diagnose", "health_signals", "first_spike", "dead_units",
-    "param_norm", "explorer_figure",
+    "param_norm", "dead_unit_table", "explorer_figure", "layer_ratio_figure", "log_runs", "run_name", "read_scalars", "layer_update_ratios",
 ]
 
 # --- the chapter's settings ----------------------------------------------------------------------
@@ -76,6 +82,13 @@ BAND_TOLERANCE = 0.2  # "good": a final validation loss within 20 % of the sweep
 #: median final validation loss: one seed is one sample, and its ranking of close ε is noise
 SWEEP_SEEDS = (0, 1, 2)
 
+#: dead units after Adam at these ε (three of its good band), against θ₀
+DEAD_UNIT_LRS = (1e-3, 3.16e-3, 1e-2)
+#: the longer check of the sweep (4 × the steps), on the part of the grid around each band
+LONG_EPOCHS = 16
+LONG_LRS = {"Adam": (1e-4, 3.16e-4, 1e-3, 3.16e-3, 1e-2, 3.16e-2, 0.1),
+            "Momentum": (3.16e-3, 1e-2, 3.16e-2, 0.1, 0.316)}
+
 #: the range test of the chapter
 RANGE_TEST = {"lr_min": 1e-5, "lr_max": 10.0, "steps": 160, "batch_size": BATCH,
               "smoothing": 0.9, "stop_factor": 4.0, "seed": 0}
@@ -83,6 +96,11 @@ RANGE_TEST = {"lr_min": 1e-5, "lr_max": 10.0, "steps": 160, "batch_size": BATCH,
 #: three runs of one optimizer on the same model: ε too small, good, too large
 EXAMPLE_OPTIMIZER = "Momentum"
 EXAMPLE_LRS = {"too small": 1e-3, "good": 0.1, "too large": 3.16}
+
+#: where section 14.6 logs its runs for TensorBoard: relative to the notebook's folder (and
+#: git-ignored); one sub-directory per run, named by :func:`run_name`
+TB_LOGDIR = "runs/ch14"
+RULE_OF_THUMB = 1e-3  # a healthy update ratio ‖Δθ‖/‖θ‖ per step (Karpathy, 2016)
 
 #: a run that overfits: the same network on 300 examples, trained for 30 epochs
 OVERFIT = {"optimizer": "Adam", "lr": 3e-3, "n_train": 300, "epochs": 30, "batch_size": 50}
@@ -141,7 +159,9 @@ class UpdateRatioMonitor:
 
     .. math:: r_t = \frac{\lVert \theta_t - \theta_{t-1} \rVert_2}{\lVert \theta_{t-1} \rVert_2}
 
-    over all its parameters together (one number per step, in ``ratios``).  It hooks into
+    over all its parameters together (one number per step, in ``ratios``), from the per-tensor
+    norms of :func:`course_lib.train.update_norms` (which ``train(..., tensorboard=...)`` logs
+    per tensor, as ``update_ratio/<name>``).  It hooks into
     ``optimizer.step`` (``register_step_pre_hook`` / ``register_step_post_hook``), so it works
     with any ``torch.optim.Optimizer`` and any training loop; ``remove()`` detaches it.  A rule
     of thumb (Karpathy's CS231n notes) puts healthy values near 10⁻³: far below, the weights
@@ -165,11 +185,10 @@ class UpdateRatioMonitor:
 
     @torch.no_grad()
     def _post(self, optimizer, args, kwargs) -> None:
-        steps = torch._foreach_sub(self._params(), self._before)  # Δθ per tensor
+        deltas, thetas = update_norms(self._before, self._params())  # ‖Δθᵢ‖, ‖θᵢ‖ per tensor
         # ‖Δθ‖² and ‖θ‖² summed over tensors; one host sync per step
-        step_sq, theta_sq = torch.stack([
-            torch.stack(torch._foreach_norm(steps)).square().sum(),
-            torch.stack(torch._foreach_norm(self._before)).square().sum()]).tolist()
+        step_sq, theta_sq = torch.stack([torch.stack(deltas).square().sum(),
+                                         torch.stack(thetas).square().sum()]).tolist()
         self.ratios.append(math.sqrt(step_sq / theta_sq) if theta_sq > 0 else math.inf)
 
     def remove(self) -> None:
@@ -209,7 +228,7 @@ class Run:
 
 def train_run(optimizer: str, lr: float, *, epochs: int = EPOCHS, hidden=HIDDEN,
               batch_size: int = BATCH, n_train: int | None = None, splits: dict | None = None,
-              seed: int = 0, model_seed: int = MODEL_SEED) -> Run:
+              seed: int = 0, model_seed: int = MODEL_SEED, tensorboard=None) -> Run:
     """Train a fresh :func:`make_model` ``(hidden)`` with ``optimizer`` at ε = ``lr`` by
     :func:`course_lib.train.train` (cross-entropy, validation every epoch), recording the
     update ratios with an :class:`UpdateRatioMonitor`.
@@ -217,7 +236,8 @@ def train_run(optimizer: str, lr: float, *, epochs: int = EPOCHS, hidden=HIDDEN,
     ``n_train`` keeps only the first that many training examples (to make a run overfit);
     ``splits`` defaults to :func:`mnist1d_splits` ``()``; ``seed`` fixes the batch order and
     ``model_seed`` the initial parameters θ₀.
-    A divergence is caught: the Run then has ``diverged=True``.
+    A divergence is caught: the Run then has ``diverged=True``.  ``tensorboard`` (a log
+    directory) is passed on to :func:`~course_lib.train.train`, which then logs the run there.
     """
     _check("epochs", epochs, _is_int(epochs) and epochs >= 1, "an int >= 1")
     splits = mnist1d_splits() if splits is None else splits
@@ -232,7 +252,8 @@ def train_run(optimizer: str, lr: float, *, epochs: int = EPOCHS, hidden=HIDDEN,
     diverged = False
     try:
         hist = train(model, torch.nn.CrossEntropyLoss(), opt, (X, y), epochs=epochs,
-                     batch_size=batch_size, val_data=splits["val"], seed=seed, device="cpu")
+                     batch_size=batch_size, val_data=splits["val"], seed=seed, device="cpu",
+                     tensorboard=tensorboard)
     except TrainingDiverged as err:
         hist, diverged = err.history, True
         hist.stop_reason = f"diverged: {err}"
@@ -269,6 +290,7 @@ class Sweep:
     """
     optimizer: str
     seed_runs: list[list[Run]] = field(default_factory=list)
+    seeds: tuple[int, ...] = ()  # the k of seed_runs[k]'s runs (θ₀ and batch order)
 
     @property
     def runs(self) -> list[Run]:
@@ -326,7 +348,7 @@ def lr_sweep(optimizer: str, lrs=SWEEP_LRS, seeds=(0,), **kwargs) -> Sweep:
     _check("seeds", seeds, len(seeds) >= 1 and all(_is_int(k) and k >= 0 for k in seeds),
            "a non-empty sequence of ints >= 0")
     return Sweep(optimizer, [[train_run(optimizer, lr, seed=k, model_seed=k, **kwargs)
-                              for lr in lrs] for k in seeds])
+                              for lr in lrs] for k in seeds], seeds)
 
 
 # --- the learning-rate range test ----------------------------------------------------------------
@@ -539,6 +561,21 @@ def dead_units(model: torch.nn.Module, X: torch.Tensor) -> list[float]:
     return fractions
 
 
+def dead_unit_table(sweep: "Sweep", X: torch.Tensor, lrs) -> dict[str, np.ndarray]:
+    """Dead units per hidden layer (:func:`dead_units` on ``X``), the median over the sweep's
+    seeds: at θ₀ (each seed's :func:`make_model`) and after training at each ε of ``lrs``
+    (which must be on the sweep's grid).  Returns {"θ₀": fractions, "ε = <lr>": fractions}."""
+    grid = [float(lr) for lr in sweep.lrs]
+    _check("lrs", lrs, all(float(lr) in grid for lr in lrs), f"values on the sweep's grid {grid}")
+    _check("sweep", "seeds", len(sweep.seeds) == len(sweep.seed_runs), "a Sweep from lr_sweep")
+    table = {"θ₀": np.median([dead_units(make_model(seed=k), X) for k in sweep.seeds], axis=0)}
+    for lr in lrs:
+        i = grid.index(float(lr))
+        table[f"ε = {lr:g}"] = np.median([dead_units(runs[i].model, X) for runs in sweep.seed_runs],
+                                         axis=0)
+    return table
+
+
 def param_norm(model: torch.nn.Module) -> float:
     """‖θ‖₂ over all parameters of ``model``."""
     return math.sqrt(sum(float(p.detach().double().pow(2).sum()) for p in model.parameters()))
@@ -576,6 +613,89 @@ def health_signals(run: Run) -> dict[str, float]:
             "update_ratio": summary(r, np.median), "max_update_ratio": summary(r, np.max)}
 
 
+# --- TensorBoard: the monitoring workflow of section 14.6 -----------------------------------------
+def log_runs(logdir: str = TB_LOGDIR, optimizer: str = EXAMPLE_OPTIMIZER,
+             lrs: dict[str, float] | None = None, **kwargs) -> dict[str, Run]:
+    """Train one :func:`train_run` per entry of ``lrs`` (default :data:`EXAMPLE_LRS`: ε too
+    small, good, too large) and log each to TensorBoard, in ``logdir/<run name>``
+    (:func:`run_name`), as ``train(..., tensorboard=...)`` does: loss, ‖g‖, ε, validation,
+    update ratio per parameter tensor, weight histograms.
+
+    A run's directory is emptied first, so that running the cell again gives the same event
+    files (TensorBoard would otherwise show both runs, one after the other).  Returns
+    {kind: Run}; logging changes nothing in the runs (``tests/test_tensorboard.py``).
+    """
+    import shutil
+
+    _check("logdir", logdir, isinstance(logdir, (str, os.PathLike)) and os.fspath(logdir) != "",
+           "a directory path")
+    lrs = dict(EXAMPLE_LRS if lrs is None else lrs)
+    runs = {}
+    for kind, lr in lrs.items():
+        path = os.path.join(os.fspath(logdir), run_name(optimizer, lr))
+        if os.path.isdir(path):
+            shutil.rmtree(path)
+        runs[kind] = train_run(optimizer, lr, tensorboard=path, **kwargs)
+    return runs
+
+
+def run_name(optimizer: str, lr: float) -> str:
+    """The directory of a logged run: ``"Momentum_lr=0.1"`` (what TensorBoard lists as its name)."""
+    return f"{optimizer}_lr={lr:g}"
+
+
+def read_scalars(run_dir) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Every scalar of a run's event files, read back with TensorBoard's ``EventAccumulator``
+    (all events, none sampled away): {tag: (steps, values)}; values are float32, as stored."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    _check("run_dir", run_dir, os.path.isdir(os.fspath(run_dir)), "a directory of event files")
+    events = EventAccumulator(os.fspath(run_dir), size_guidance={"scalars": 0})  # 0: keep all
+    events.Reload()
+    return {tag: (np.array([e.step for e in events.Scalars(tag)]),
+                  np.array([e.value for e in events.Scalars(tag)], dtype=float))
+            for tag in events.Tags()["scalars"]}
+
+
+def layer_update_ratios(run_dir) -> dict[str, np.ndarray]:
+    """The logged update ratio ‖Δθ‖/‖θ‖ of each layer's weight matrix, step by step:
+    {"layer 1": ratios, ...} in the order of the network (biases left out), read from the
+    ``update_ratio/<k>.weight`` tags of :func:`read_scalars`."""
+    scalars = read_scalars(run_dir)
+    tags = sorted((t for t in scalars if t.startswith("update_ratio/") and t.endswith(".weight")),
+                  key=lambda t: int(t.split("/")[1].split(".")[0]))
+    return {f"layer {i + 1}": scalars[t][1] for i, t in enumerate(tags)}
+
+
+def layer_ratio_figure(ratios: dict[str, dict[str, np.ndarray]], focus: str = "good"):
+    """Section 14.6's figure, from {run label: :func:`layer_update_ratios`}: left, each run's
+    median update ratio per layer against the 10⁻³ rule of thumb; right, the ratio of every
+    layer step by step in the run ``focus``.  Returns the figure."""
+    import matplotlib.pyplot as plt
+
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 3.9))
+    for i, (label, layers) in enumerate(ratios.items()):
+        ax1.semilogy(range(1, len(layers) + 1), [np.median(r) for r in layers.values()], "o-",
+                     color=f"C{i}", label=label)
+    for ax in (ax1, ax2):
+        ax.axhline(RULE_OF_THUMB, color="k", ls=":", lw=1, label="10⁻³ (rule of thumb)")
+    layers = list(next(iter(ratios.values())))
+    ax1.set_xticks(range(1, len(layers) + 1), [name.split()[-1] for name in layers])
+    ax1.set_xlabel("layer (its weight matrix; the last is the output layer)")
+    ax1.set_ylabel("median update ratio ‖Δθ‖/‖θ‖")
+    ax1.set_title("Per layer: every layer too slow, or too fast")
+    ax1.legend(fontsize="small")
+    for k, (name, r) in enumerate(ratios[focus].items()):
+        ax2.semilogy(np.arange(1, len(r) + 1), r, lw=0.8, color=plt.cm.viridis(k / len(ratios[focus])),
+                     label=name)
+    ax2.set_xlabel("step")
+    ax2.set_ylabel("update ratio ‖Δθ‖/‖θ‖")
+    ax2.set_title(f"The {focus} run: all layers move alike")
+    ax2.legend(fontsize="small", ncol=2)
+    fig.tight_layout()
+    return fig
+
+
 # --- the widget's figure -------------------------------------------------------------------------
 def explorer_figure(lr: float = 0.1, optimizer: str = EXAMPLE_OPTIMIZER, epochs: int = EPOCHS):
     """Train at ε = ``lr`` and draw loss, gradient norm and update ratio, titled with the
@@ -585,7 +705,7 @@ def explorer_figure(lr: float = 0.1, optimizer: str = EXAMPLE_OPTIMIZER, epochs:
     run = train_run(optimizer, lr, epochs=epochs)
     d = diagnose(run.history)
     steps = np.asarray(run.history.steps["step"])
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    fig, axes = plt.subplots(1, 3, figsize=(10.5, 3.6))
     ax = axes[0]
     ax.plot(steps, run.history.steps["loss"], lw=0.8, label="training loss (minibatch)")
     ep = run.history.epochs
@@ -603,6 +723,6 @@ def explorer_figure(lr: float = 0.1, optimizer: str = EXAMPLE_OPTIMIZER, epochs:
     axes[2].set_xlabel("step")
     axes[2].set_ylabel("update ratio ‖Δθ‖ / ‖θ‖")
     axes[2].legend(fontsize="small")
-    fig.suptitle(f"{optimizer}, ε = {lr:.3g}: diagnosed {d.label} ({d.reason})")
+    fig.suptitle(f"{optimizer}, ε = {lr:.3g}: diagnosed {d.label}\n({d.reason})")
     fig.tight_layout()
     return run

@@ -529,3 +529,152 @@ def test_chapter_overfitting_run():
     assert 2.5 < ep["val_loss"][-1] / ep["val_loss"][best - 1] < 3.0  # "nearly triples"
     assert abs(ep["val_accuracy"][-1] - ep["val_accuracy"][best - 1]) < 0.02  # "hardly moves"
     assert ep["train_loss"][-1] < 0.1
+
+
+# ======================================================================================
+# Issue 8 and 10: dead units, the longer sweep, TensorBoard, the widget's width
+# ======================================================================================
+def test_update_ratio_monitor_uses_train_update_norms(monkeypatch):
+    """One home per concept: the monitor's per-tensor norms are course_lib.train.update_norms."""
+    calls = []
+    real = mon.update_norms
+    monkeypatch.setattr(mon, "update_norms", lambda b, a: calls.append(1) or real(b, a))
+    model = torch.nn.Linear(3, 2)
+    opt = SGD(model.parameters(), lr=0.1)
+    monitor = mon.UpdateRatioMonitor(opt)
+    before = [p.detach().clone() for p in model.parameters()]
+    model(torch.ones(4, 3)).sum().backward()
+    opt.step()
+    expected = math.sqrt(sum(float((p.detach() - b).pow(2).sum()) for p, b in zip(model.parameters(), before))
+                         / sum(float(b.pow(2).sum()) for b in before))
+    assert calls == [1] and monitor.ratios == [pytest.approx(expected, rel=1e-6)]
+
+
+def test_dead_unit_table_validates_and_uses_the_seeds():
+    sweep = mon.lr_sweep("Adam", lrs=(1e-3,), seeds=(4,), epochs=1)
+    assert sweep.seeds == (4,)
+    X = mon.mnist1d_splits()["val"][0]
+    table = mon.dead_unit_table(sweep, X, (1e-3,))
+    assert list(table) == ["θ₀", "ε = 0.001"]
+    np.testing.assert_array_equal(table["θ₀"], mon.dead_units(mon.make_model(seed=4), X))
+    with pytest.raises(ValueError, match="Invalid lrs"):
+        mon.dead_unit_table(sweep, X, (1e-2,))
+
+
+def test_chapter_dead_units_are_a_warning_sign(sweeps):
+    """Printed (median of seeds 0-2, per hidden layer): θ₀ 0, 0, 5, 17 %; ε = 1e-3: 0, 2, 12,
+    27 %; 3.16e-3: 0, 3, 22, 30 %; 1e-2: 0, 34, 38, 48 %; the same with default, avx2 and
+    native kernels (float64 runs, dead-unit counts are integers out of 64)."""
+    table = mon.dead_unit_table(sweeps["Adam"], mon.mnist1d_splits()["val"][0], mon.DEAD_UNIT_LRS)
+    expected = {"θ₀": [0, 0, 0.05, 0.17], "ε = 0.001": [0, 0.02, 0.12, 0.27],
+                "ε = 0.00316": [0, 0.03, 0.22, 0.30], "ε = 0.01": [0, 0.34, 0.38, 0.48]}
+    assert list(table) == list(expected)
+    for label, fractions in expected.items():
+        np.testing.assert_allclose(table[label], fractions, atol=0.01, err_msg=label)
+    theta0, smaller, best = table["θ₀"], table["ε = 0.00316"], table["ε = 0.01"]
+    assert 0.02 <= theta0[2] <= 0.08 and 1 / 7 < theta0[3] < 1 / 5  # "a few percent", "about a sixth"
+    assert all(1 / 3 - 0.01 <= d <= 0.5 for d in best[1:])  # "a third to a half"
+    assert smaller[1] <= best[1] / 10 + 0.01 and all(smaller[1:] < best[1:])  # "a tenth ... fewer"
+    losses = sweeps["Adam"].final_val_losses
+    i, j = list(mon.SWEEP_LRS).index(3.16e-3), list(mon.SWEEP_LRS).index(1e-2)
+    assert losses[j] == losses.min() and losses[i] < 1.02 * losses[j]  # "within 2 %" (1.421 vs 1.403)
+
+
+@pytest.fixture(scope="module")
+def long_sweeps():
+    return {name: mon.lr_sweep(name, mon.LONG_LRS[name], seeds=mon.SWEEP_SEEDS, epochs=mon.LONG_EPOCHS)
+            for name in ("Adam", "Momentum")}
+
+
+def test_chapter_start_with_adam_survives_longer_runs(long_sweeps):
+    """640 steps, seeds 0-2, medians.  Measured native / ATEN_CPU_CAPABILITY=default: Adam
+    1.691, 1.390, 1.2965, 1.3389, 1.5080, 1.467 / 1.431 (ε = 0.0316, the only one that moves),
+    2.073 / 2.079; momentum 2.193, 1.389, 1.344, 1.392, 2.318 / 2.305."""
+    adam, mom = long_sweeps["Adam"], long_sweeps["Momentum"]
+    assert adam.best_lr == 1e-3 and adam.final_val_losses.min() == pytest.approx(1.2965, abs=0.003)
+    assert mom.best_lr == 0.0316 and mom.final_val_losses.min() == pytest.approx(1.344, abs=0.003)
+    for s in (adam, mom):  # interior bests, and bands with a grid point outside at both ends
+        assert 0 < s.best_index < len(s.lrs) - 1
+        assert min(s.band()) > s.lrs[0] and max(s.band()) < s.lrs[-1]
+    assert adam.band() == (3.16e-4, 1e-3, 3.16e-3, 1e-2, 3.16e-2)  # "two decades"
+    assert mom.band() == (0.01, 0.0316, 0.1)  # "one decade", half a decade below the short run's
+    assert adam.band_decades() == pytest.approx(2.0, abs=0.01) and mom.band_decades() == pytest.approx(1.0, abs=0.01)
+    # at 10 %: "about even (three each, Adam's next one just outside)": 1.467 / 1.431 against 1.426
+    assert len(mom.band(0.1)) == 3 and len(adam.band(0.1)) in (3, 4)
+    assert 1e-3 in adam.band()  # the default lands in the band again
+    assert abs(adam.final_val_losses.min() - mom.final_val_losses.min()) < 0.06  # "close"
+    # dead units: ε = 3.16e-3 beats the short run's best 1e-2 when run longer, "1.34 against 1.51"
+    la = dict(zip(adam.lrs, adam.final_val_losses))
+    assert la[3.16e-3] == pytest.approx(1.339, abs=0.005) and la[1e-2] == pytest.approx(1.508, abs=0.005)
+    assert f"{la[1e-3]:.2f}" == "1.30"
+
+
+@pytest.fixture(scope="module")
+def logged(tmp_path_factory):
+    logdir = tmp_path_factory.mktemp("tb") / "runs" / "ch14"
+    return logdir, mon.log_runs(logdir)
+
+
+def test_chapter_tensorboard_runs_are_the_examples(logged, examples):
+    logdir, runs = logged
+    assert sorted(p.name for p in logdir.iterdir()) == ["Momentum_lr=0.001", "Momentum_lr=0.1",
+                                                         "Momentum_lr=3.16"]
+    for kind, run in runs.items():
+        assert run.history.steps["loss"] == examples[kind].history.steps["loss"], kind
+        scalars = mon.read_scalars(logdir / mon.run_name("Momentum", run.lr))
+        steps, losses = scalars["steps/loss"]
+        np.testing.assert_array_equal(steps, run.history.steps["step"])
+        with np.errstate(over="ignore"):  # the diverging run's last losses overflow float32 (inf)
+            np.testing.assert_array_equal(losses, np.float32(run.history.steps["loss"]))
+        ratios = mon.layer_update_ratios(logdir / mon.run_name("Momentum", run.lr))
+        assert list(ratios) == [f"layer {k}" for k in range(1, 6)]
+        assert all(len(r) == len(steps) for r in ratios.values())
+
+
+def test_log_runs_again_gives_the_same_event_files(tmp_path):
+    for _ in range(2):
+        mon.log_runs(tmp_path, lrs={"good": 0.1}, epochs=1)
+    (run_dir,) = tmp_path.iterdir()
+    assert len(list(run_dir.iterdir())) == 1  # one event file: the earlier one was removed
+    assert len(mon.read_scalars(run_dir)["steps/loss"][0]) == 40
+    with pytest.raises(ValueError, match="Invalid run_dir"):
+        mon.read_scalars(tmp_path / "nothing")
+
+
+def test_chapter_per_layer_update_ratios(logged):
+    """Printed medians (float64 runs): too small 2.1e-5, 3e-5, 3.4e-5, 3.7e-5, 1.3e-4; good
+    0.019, 0.014, 0.011, 0.010, 0.020; too large 0.12, 0.15, 0.20, 0.22, 0.26, the same with
+    default, avx2 and native kernels (the too-large run stops after 29 steps on each)."""
+    logdir, runs = logged
+    med = {kind: np.array([np.median(r) for r in mon.layer_update_ratios(
+        logdir / mon.run_name("Momentum", run.lr)).values()]) for kind, run in runs.items()}
+    np.testing.assert_allclose(med["too small"], [2.1e-5, 3.0e-5, 3.4e-5, 3.7e-5, 1.3e-4], rtol=0.03)
+    np.testing.assert_allclose(med["good"], [0.0186, 0.0140, 0.0110, 0.0104, 0.0202], rtol=0.02)
+    np.testing.assert_allclose(med["too large"], [0.122, 0.149, 0.196, 0.218, 0.256], rtol=0.03)
+    rule = mon.RULE_OF_THUMB
+    small = med["too small"]
+    assert 7 <= rule / small.max() and rule / small.min() <= 50 and small.argmax() == 4  # "7 to 50 times slower, the output layer fastest"
+    assert med["good"].max() / med["good"].min() < 2  # "within a factor of two"
+    assert 10 <= med["good"].min() / rule and med["good"].max() / rule <= 21  # "ten to twenty times above"
+    assert 0.1 <= med["too large"].min() and med["too large"].max() <= 0.26  # "a tenth to a quarter"
+
+
+def test_explorer_widget_fits_the_notebook_column():
+    """Issue 10: the widget's figure was 1032 px wide (figsize 13 in at 80 px/in); the browser
+    test finds a 1366x768 window's notebook column narrower.  Other chapters' 11-in figures
+    (≈ 880 px) pass; the worst-case title (diverging) must not widen it."""
+    import ipywidgets as W
+    from course_lib.widgets import interactive_plot
+    w = interactive_plot(mon.explorer_figure, lr=W.FloatLogSlider(value=3.16, base=10, min=-4, max=0.5),
+                         optimizer=W.Dropdown(options=["Momentum", "Adam"], value="Momentum"))
+    width, height = w.css_size
+    assert width <= 880 and height <= 330, w.css_size
+
+
+def test_exercise_4_numbers():
+    """solutions/ch14 exercise 4 prints (same on default, avx2, native): median update ratio
+    0.00049 and 0.016, median |g| 0.16 and 0.855 (0.85485), factors 33 and 5.4."""
+    s = {lr: mon.health_signals(mon.train_run("Momentum", lr)) for lr in (0.01, 0.1)}
+    assert s[0.1]["update_ratio"] / s[0.01]["update_ratio"] == pytest.approx(33.0, abs=0.3)
+    assert s[0.1]["grad_norm"] / s[0.01]["grad_norm"] == pytest.approx(5.35, abs=0.03)
+    assert f"{s[0.01]['grad_norm']:.3g}" == "0.16" and f"{s[0.1]['grad_norm']:.3g}" == "0.855"
