@@ -17,7 +17,7 @@ TORCH_INDEX ?=
 # Each entry is run as `env <entry> pytest ...`; `native` means nothing forced.
 KERNEL_SETS ?= ATEN_CPU_CAPABILITY=default ATEN_CPU_CAPABILITY=avx2
 
-.PHONY: env lab lab-instructor test test-kernels notebooks exercises workspace grade bench book clean-env
+.PHONY: env lab lab-instructor test test-kernels notebooks exercises workspace grade grade-export bench book clean-env
 
 env: $(STAMP)
 
@@ -72,6 +72,12 @@ workspace:
 grade: $(STAMP)
 	@test -n "$(SUBMISSIONS)" -a -n "$(OUT)" || { echo "usage: make grade SUBMISSIONS=folder OUT=folder" >&2; exit 2; }
 	$(BIN)/python -m course_lib.grading grade "$(SUBMISSIONS)" --out "$(OUT)" -j $(JOBS) $(GRADE_OPTS)
+
+## After manual grading in formgrader (OUT/course): rewrite OUT/scores.csv and OUT/feedback from
+## the gradebook; the previous ones are kept in OUT/previous/N/.
+grade-export: $(STAMP)
+	@test -n "$(OUT)" || { echo "usage: make grade-export OUT=folder" >&2; exit 2; }
+	$(BIN)/python -m course_lib.grading export "$(OUT)"
 
 ## The course as a static website in build/book/ (open build/book/index.html; works offline).
 ## Rebuilt only when a notebook or the builder changed.

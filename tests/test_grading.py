@@ -46,7 +46,7 @@ def test_release_strips_solutions_and_hidden_tests_keeps_self_checks(course, tmp
     assert grading.release(course, target) == ["ch99"]
     code = _code(target / "ch99" / "ch99_exercises.ipynb")
     assert "return 2 * x" not in code and "double(-4)" not in code
-    assert "raise NotImplementedError()" in code
+    assert 'raise NotImplementedError("not done yet: replace this line with your code' in code
     assert 'assert double(1) == 2' in code
     assert grading.stale_exercises(course, target) == []
     # editing the source makes the generated version stale, and the check says which file

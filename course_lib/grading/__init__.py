@@ -9,7 +9,11 @@ metadata (write them with the percent format of :mod:`course_lib.notebooks`):
   between ``### BEGIN HIDDEN TESTS`` and ``### END HIDDEN TESTS`` are removed and only run
   when the instructor grades.
 
-Commands: ``python -m course_lib.grading release | check | grade`` (see ``--help``).
+* answer cells (markdown, ``grade`` and ``solution``; ids ``exK-predict``, ``exK-interpret``,
+  ``exK-written``): the model answer and its rubric between ``### BEGIN SOLUTION`` and
+  ``### END SOLUTION`` become ``YOUR ANSWER HERE``; graded by hand (formgrader).
+
+Commands: ``python -m course_lib.grading release | check | grade | export`` (see ``--help``).
 
 How grading works (design)
 --------------------------
@@ -20,7 +24,13 @@ merged into one nbgrader course kept in ``OUT/course`` (formgrader, ``nbgrader e
 
 *Repair.*  Before running, the submission's graded cells are put right from the instructor's
 copy (:func:`.notebook.repair`): test cells restored wherever they were edited, moved, renamed,
-duplicated or deleted; answer cells keep the student's code under the instructor's metadata.
+duplicated or deleted; answer cells keep the student's code or text under the instructor's
+metadata (so a student cannot change their points or mark an answer as graded).
+
+*Manual grading.*  Written answers are not run and not judged: the CSV leaves their points
+empty and the status lists them ("awaiting manual grading: ex5-predict, …") until an instructor
+grades them in formgrader (``OUT/course``); :func:`.grade.export` then rewrites the CSV and the
+feedback from the gradebook, keeping the previous ones in ``OUT/previous/N/``.
 
 *Sandbox* (:mod:`.sandbox`).  The student's notebook runs in a Jupyter kernel inside bubblewrap,
 as ``nobody``, without network, with a read-only view of the Python environment and
@@ -41,10 +51,10 @@ counts).  Limitation: the exercises' answers must be functions that return such 
 values themselves); side effects are replayed only on their arguments (tensors, arrays,
 generators, lists, dicts), on the global random generators and through callback arguments.
 """
-from .grade import Submission, collect_submissions, grade, student_id
+from .grade import Submission, collect_submissions, export, grade, student_id
 from .release import (EXERCISES, ROOT, SOLUTIONS, GradingError, assignments, release,
                       stale_exercises)
 from .sandbox import Limits
 
 __all__ = ["EXERCISES", "ROOT", "SOLUTIONS", "GradingError", "Limits", "Submission", "assignments",
-           "collect_submissions", "grade", "release", "stale_exercises", "student_id"]
+           "collect_submissions", "export", "grade", "release", "stale_exercises", "student_id"]

@@ -1,4 +1,4 @@
-"""Command line: ``python -m course_lib.grading release | check | grade``."""
+"""Command line: ``python -m course_lib.grading release | check | grade | export``."""
 from __future__ import annotations
 
 import argparse
@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 from . import __doc__ as DOC
-from .grade import grade
+from .grade import export, grade
 from .release import SOLUTIONS, GradingError, release, stale_exercises
 from .sandbox import Limits
 
@@ -27,6 +27,10 @@ def main(argv: list[str] | None = None) -> int:
     rl = sub.add_parser("release", help="regenerate exercises/ from solutions/")
     rl.add_argument("chapters", nargs="*", help="only these (e.g. ch03); default: all")
     sub.add_parser("check", help="fail if exercises/ is out of date")
+    ex = sub.add_parser("export", help="after manual grading (formgrader): rewrite OUT/scores.csv and "
+                        "OUT/feedback from the gradebook in OUT/course; the old ones go to OUT/previous/N/")
+    ex.add_argument("out", help="the folder `grade` wrote (OUT)")
+    ex.add_argument("--no-feedback", action="store_true", help="rewrite only scores.csv")
     gr = sub.add_parser("grade", help="grade a folder SUBMISSIONS/<student>/<chNN>/<notebook>.ipynb")
     gr.add_argument("submissions", help="the submissions folder (required)")
     gr.add_argument("--out", required=True, help="output folder (new or empty)")
@@ -51,6 +55,16 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.cmd == "release":
             print("released:", ", ".join(release(names=args.chapters or None)) or "nothing")
+        elif args.cmd == "export":
+            if not args.out.strip():
+                raise GradingError("usage: make grade-export OUT=folder")
+            path = export(Path(args.out), feedback=not args.no_feedback)
+            print(f"scores rewritten from the gradebook: {path} (the previous ones are in "
+                  f"{Path(args.out) / 'previous'})")
+            with open(path, encoding="utf-8") as fh:
+                waiting = sum("awaiting manual grading" in line for line in fh)
+            if waiting:
+                print(f"{waiting} row(s) still awaiting manual grading (see their status)")
         elif args.cmd == "check":
             problems = stale_exercises()
             for p in problems:

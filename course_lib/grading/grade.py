@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from . import sandbox
-from .release import SOLUTIONS, GradingError, _nbgrader, assignments
+from .release import CODE_STUB, SOLUTIONS, GradingError, _nbgrader, assignments
 
 JUNK = {"__MACOSX", "__pycache__", ".ipynb_checkpoints", ".DS_Store", "Thumbs.db"}
 EXPORT_FIELDS = ["assignment", "duedate", "timestamp", "student_id", "last_name", "first_name", "email",
@@ -26,12 +26,14 @@ _SAFE_ID = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.@+-]{0,63}$")
 _TEMPLATE_CONFIG = """\
 # nbgrader course kept by `make grade`: formgrader and `nbgrader export` work here (run them in
 # this folder).  Do not run `nbgrader autograde` here: it would run student code unsandboxed;
-# regrade with `make grade` instead.
+# regrade with `make grade` instead.  After manual grading, rewrite ../scores.csv (and the
+# feedback) from this gradebook: `make grade-export OUT=<the folder above this one>` (the old
+# ones are kept in OUT/previous/).
 import sys as _sys
 if any(a in ("autograde", "generate_assignment", "assign") for a in _sys.argv[1:2]):
     raise SystemExit("regrade with `make grade` (sandboxed), not nbgrader autograde")
 c = get_config()
-c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\\nraise NotImplementedError()"}
+c.ClearSolutions.code_stub = {{"python": {stub!r}}}
 """
 
 
@@ -129,11 +131,10 @@ def _template(source: Path, chapters: list[str], where: Path) -> Path:
         shutil.copytree(source / ch, course / "source" / ch,
                         ignore=shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__"))
     (course / "nbgrader_config.py").write_text(
-        "c = get_config()\n"
-        'c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\\nraise NotImplementedError()"}\n')
+        f"c = get_config()\nc.ClearSolutions.code_stub = {{'python': {CODE_STUB!r}}}\n")
     for ch in chapters:
         _nbgrader(course, "generate_assignment", ch)
-    (course / "nbgrader_config.py").write_text(_TEMPLATE_CONFIG)
+    (course / "nbgrader_config.py").write_text(_TEMPLATE_CONFIG.format(stub=CODE_STUB))
     return course
 
 
@@ -322,8 +323,50 @@ def _column(chapter: str, nb: str, gid: str, multi: bool) -> str:
     return f"{chapter}/{nb}/{gid}" if multi else f"{chapter}/{gid}"
 
 
+AWAITING = "awaiting manual grading: "
+
+
+def _fill_scores(row: dict, gb, chapter: str, sid: str, multi: bool) -> list[str] | None:
+    """Put the gradebook's points of one submission into ``row``; returns the grade ids that
+    still await manual grading (None when the gradebook has no such submission).
+
+    A cell graded by hand (formgrader) has a manual score; an answer cell that nobody graded yet
+    has neither a manual nor an automatic score and gets an EMPTY cell in the CSV, not 0.  (An
+    answer left exactly as released gets 0 automatically from nbgrader: nothing to grade.)
+    ``score`` is nbgrader's total, which counts ungraded cells as 0: the status says which.
+    """
+    from nbgrader.api import MissingEntry
+
+    try:
+        sub = gb.find_submission(chapter, sid)
+    except MissingEntry:
+        return None
+    row.update(raw_score=_num(sub.score + (sub.late_submission_penalty or 0)),
+               score=_num(sub.score), max_score=_num(sub.max_score),
+               late_submission_penalty=_num(sub.late_submission_penalty or 0),
+               timestamp=str(sub.timestamp or ""))
+    pending = []
+    for nb in sub.notebooks:
+        for g in nb.grades:
+            col = _column(chapter, nb.name, g.name, multi)
+            if g.manual_score is None and g.auto_score is None:
+                row[col] = ""
+                pending.append(g.name)
+            else:
+                row[col] = _num(g.score)
+    return pending
+
+
+def _with_pending(status: str, pending: list[str]) -> str:
+    """``status`` with its "awaiting manual grading: …" part (re)written for ``pending``."""
+    parts = [p for p in status.split("; ") if p and not p.startswith(AWAITING)]
+    if pending:
+        parts.append(AWAITING + ", ".join(pending))
+    return "; ".join(parts)
+
+
 def _rows(db: Path, subs, gradable, results, source) -> list[dict]:
-    from nbgrader.api import Gradebook, MissingEntry
+    from nbgrader.api import Gradebook
 
     index = {id(s): n for n, s in enumerate(gradable)}
     rows = []
@@ -342,27 +385,82 @@ def _rows(db: Path, subs, gradable, results, source) -> list[dict]:
             result = results.get(index.get(id(s), -1), {}) if not s.problem else {}
             status = s.problem if s.problem == "not submitted" else \
                 f"not graded: {s.problem}" if s.problem else result.get("status", "")
+            pending = None
             if result.get("graded"):
-                try:
-                    sub = gb.find_submission(s.assignment, s.student_id)
-                except MissingEntry:
-                    sub = None
-                if sub is not None:
-                    row.update(raw_score=_num(sub.score + (sub.late_submission_penalty or 0)),
-                               score=_num(sub.score), max_score=_num(sub.max_score),
-                               late_submission_penalty=_num(sub.late_submission_penalty or 0),
-                               timestamp=str(sub.timestamp or ""))
-                    manual = False
-                    for nb in sub.notebooks:
-                        for g in nb.grades:
-                            row[_column(s.assignment, nb.name, g.name, multi)] = _num(g.score)
-                            manual |= bool(g.needs_manual_grade)
+                pending = _fill_scores(row, gb, s.assignment, s.student_id, multi)
+                if pending is not None:
                     status = "graded" + (f"; {status}" if status else "")
-                    if manual:
-                        status += "; free-text answers need manual grading"
-            row["status"] = "; ".join([status] + s.notes)
+            row["status"] = _with_pending("; ".join([status] + s.notes), pending or [])
             rows.append(row)
     return rows
+
+
+def export(out: Path, *, feedback: bool = True) -> Path:
+    """Rewrite ``out/scores.csv`` from the gradebook in ``out/course`` (after manual grading).
+
+    The grades an instructor entered in formgrader (or directly in the gradebook) replace the
+    empty cells; totals and statuses follow.  Rows that were not graded keep what grading
+    wrote.  Nothing is lost: the current ``scores.csv`` (and ``feedback/``, when ``feedback``
+    regenerates it with the manual points and comments) first move to ``out/previous/N/``,
+    N = 1, 2, … the first free number.  Runs no student code.
+    """
+    from nbgrader.api import Gradebook
+
+    out = Path(out)
+    course, path = out / "course", out / "scores.csv"
+    if not (course / "gradebook.db").is_file() or not path.is_file():
+        raise GradingError(f"{out} is not a folder written by `make grade` "
+                           "(expected scores.csv and course/gradebook.db)")
+    with open(path, newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        fields, rows = list(reader.fieldnames or []), list(reader)
+    source = course / "source"
+    chapters = assignments(source) if source.is_dir() else []
+    with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gb:
+        for row in rows:
+            if not row.get("status", "").startswith("graded") or row.get("assignment") not in chapters:
+                continue
+            multi = len({t[0] for t in _tests(source, row["assignment"])}) > 1
+            pending = _fill_scores(row, gb, row["assignment"], row["student_id"], multi)
+            if pending is not None:
+                row["status"] = _with_pending(row["status"], pending)
+    n = 1
+    while (out / "previous" / str(n)).exists():
+        n += 1
+    keep = out / "previous" / str(n)
+    keep.mkdir(parents=True)
+    shutil.move(str(path), keep / "scores.csv")
+    if feedback:
+        fresh = _feedback(course, [(r["assignment"], r["student_id"]) for r in rows
+                                   if r.get("status", "").startswith("graded") and r.get("assignment") in chapters])
+        if (out / "feedback").exists():
+            shutil.copytree(out / "feedback", keep / "feedback")
+        for chapter, sid in fresh:
+            shutil.copytree(course / "feedback" / sid / chapter, out / "feedback" / sid / chapter,
+                            dirs_exist_ok=True)
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=fields, restval="")
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def _feedback(course: Path, todo: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """nbgrader's feedback pages regenerated from the gradebook (no code runs); those done."""
+    _scripts_on_path()
+    from nbgrader.apps import NbGraderAPI
+    from nbgrader.coursedir import CourseDirectory
+    from traitlets.config import Config
+
+    config = Config()
+    config.CourseDirectory.root = str(course)
+    config.CourseDirectory.db_url = f"sqlite:///{course / 'gradebook.db'}"
+    api = NbGraderAPI(coursedir=CourseDirectory(config=config), config=config)
+    done = []
+    for chapter, sid in todo:
+        if api.generate_feedback(chapter, sid, force=True).get("success"):
+            done.append((chapter, sid))
+    return done
 
 
 def _num(x) -> str:

@@ -137,8 +137,9 @@ def repair(student, source_nb, release_nb) -> tuple[nbformat.NotebookNode, list[
     """The notebook to run: the student's cells, with every graded cell put right.
 
     Test and other read-only cells are the instructor's (hidden tests included), wherever the
-    student moved, edited, renamed, duplicated or deleted them; answer cells keep the student's
-    source under the instructor's metadata; cells that claim a grade id the exercise does not
+    student moved, edited, renamed, duplicated or deleted them; answer cells (code, or written
+    markdown answers graded by hand) keep the student's source under the instructor's metadata,
+    so edited points, grade flags or checksums change nothing; cells that claim a grade id the exercise does not
     have (or claim one twice) become ordinary cells.  Returns the notebook and notes.
     """
     src = {nbgrader_meta(c)["grade_id"]: c for c in source_nb.cells if nbgrader_meta(c)}
@@ -155,6 +156,11 @@ def repair(student, source_nb, release_nb) -> tuple[nbformat.NotebookNode, list[
         if kind in ("solution", "answer") and gid not in placed and cell.cell_type == src[gid].cell_type:
             if any(meta.get(k) != rel[gid].metadata.nbgrader.get(k) for k in _META_KEYS):
                 notes.append(f"metadata of {gid} restored")
+            placed[gid] = len(out)
+            out.append(_graded(rel[gid], cell.source))
+        elif kind == "answer" and gid not in placed and cell.cell_type in ("code", "raw"):
+            # a written answer whose cell type was changed (``y`` in Jupyter): keep the text
+            notes.append(f"answer cell {gid} was a {cell.cell_type} cell: graded as markdown")
             placed[gid] = len(out)
             out.append(_graded(rel[gid], cell.source))
         elif kind in ("test", "locked"):

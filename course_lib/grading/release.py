@@ -18,8 +18,12 @@ c.CourseDirectory.root = {root!r}
 c.CourseDirectory.source_directory = "solutions"
 c.CourseDirectory.release_directory = "exercises"
 c.CourseDirectory.db_url = "sqlite:///" + {db!r}
-c.ClearSolutions.code_stub = {{"python": "# YOUR CODE HERE\\nraise NotImplementedError()"}}
+c.ClearSolutions.code_stub = {{"python": {stub!r}}}
 """
+# What a student finds in place of the solution code (issue 10: a message that says what to do)
+CODE_STUB = ("# YOUR CODE HERE\n"
+             'raise NotImplementedError("not done yet: replace this line with your code, run this cell, '
+             'then the self-check below")')
 
 
 class GradingError(RuntimeError):
@@ -39,7 +43,7 @@ def _course(tmp: Path, source: Path) -> Path:
     shutil.copytree(source, course / "solutions",
                     ignore=shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__"))
     (course / "nbgrader_config.py").write_text(
-        _CONFIG.format(root=str(course), db=str(course / "gradebook.db")))
+        _CONFIG.format(root=str(course), db=str(course / "gradebook.db"), stub=CODE_STUB))
     return course
 
 
