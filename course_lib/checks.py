@@ -59,7 +59,7 @@ def self_check(exercise: str):
         where = f"`{_stub_name(err)}`" if _stub_name(err) else "your code"
         raise SelfCheckFailed(
             f"✗ {exercise} is not done yet: {where} still raises NotImplementedError. Replace "
-            f"`raise NotImplementedError()` in the exercise's cell above by your code, "
+            f"the `raise NotImplementedError(...)` line in the exercise's cell above by your code, "
             f"{_RERUN}") from None
     except AssertionError as err:
         check = _failing_line(err)

@@ -29,7 +29,7 @@ def test_stub_says_the_exercise_is_not_done(capsys):
             taylor_change(1, 2, 3)
     text = str(err.value)
     assert text.startswith("✗ Exercise 1 is not done yet") and "`taylor_change`" in text
-    assert "raise NotImplementedError()" in text and "run that cell again" in text
+    assert "the `raise NotImplementedError(...)` line" in text and "run that cell again" in text
     assert capsys.readouterr().out == "", "no ✓ when a check did not run through"
     assert isinstance(err.value, AssertionError), "nbgrader grades it as a failed test"
 
