@@ -413,11 +413,9 @@ def _check_animation(student: Student, player):
 
 # --------------------------------------------------------------------------- the tests
 # Known, open defects (issue 10), seen in a fresh-clone CI run on 2026-12-04; strict: a fix must
-# remove the mark.  Chapter 12 still shows its animation with to_jshtml, which loads font-awesome
-# from a CDN (plots.animation_player is the replacement); chapter 14 has a figure 1032 px wide,
-# wider than a 1366x768 notebook column, so the lab scales it down.
+# remove the mark.  Chapter 14 has a figure 1032 px wide, wider than a 1366x768 notebook column,
+# so the lab scales it down.
 KNOWN_DEFECTS = {
-    "12_adam_and_its_family.ipynb": "chapter 12's animation still uses to_jshtml (CDN request)",
     "14_choosing_and_monitoring.ipynb": "a chapter 14 figure is wider than the notebook column",
 }
 
@@ -503,8 +501,6 @@ def test_save_keeps_a_stored_python_version_that_differs(lab, browser):
     student.close_and_check()
 
 
-@pytest.mark.xfail(reason="chapter 12 does not use plots.animation_player yet (issue 10); the "
-                          "player's Play timed out in the CI run", strict=False)
 def test_animation_plays_before_and_after_running(lab, browser):
     source = ("import matplotlib.pyplot as plt, torch\n"
               "from course_lib.landscapes import Quadratic, run_optimizer\n"
