@@ -343,6 +343,9 @@ def test_weight_decay_network(splits):
         assert med[("Adam + L2", lam)][0] < base_acc - 0.03  # from λ = 0.01 on
         assert med[("AdamW", lam)][0] <= base_acc
     assert med[("AdamW", 0.1)][0] >= base_acc - 0.01 and med[("AdamW", 1.0)][0] < base_acc - 0.02
+    orders = res[("Adam", 0.0)]["test_accuracy"]  # "inside the spread of the batch orders"
+    for lam in (0.01, 0.1):
+        assert orders.min() <= np.median(res[("AdamW", lam)]["test_accuracy"]) <= orders.max()
     for key in res:
         assert len(res[key]["test_accuracy"]) == len(af.WD_NET_SEEDS) >= 3
     with pytest.raises(ValueError, match="lambdas"):
