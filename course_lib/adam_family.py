@@ -17,8 +17,11 @@ Contents:
   the widgets).
 - Weight decay: :func:`scaled_logistic_task` (logistic regression whose features have very
   different scales), :func:`fit_logistic` (Adam + L2, AdamW or plain Adam, full batch),
-  :func:`l2_minimizer` (Newton's method on the L2-penalised cost, the reference) and
-  :func:`weight_decay_experiment`.
+  :func:`l2_minimizer` (Newton's method on the L2-penalised cost, the reference),
+  :func:`adamw_fixed_point` (where full-batch AdamW stops: the minimizer of J on the box
+  |θ_i| ≤ 1/λ), :func:`fixed_point_of` and :func:`stationarity` (how far a fit is from its
+  method's fixed point), :func:`weight_decay_experiment`, and :func:`weight_decay_network`
+  (Adam + L2 against AdamW on the MNIST-1D MLP, with minibatches).
 - AMSGrad: the online problem of Reddi et al. (2018, §3) on which Adam converges to the
   *worst* point, :func:`online_gradient`, :func:`online_counterexample`,
   :func:`average_regret`, :func:`final_x_vs_beta2`.
@@ -44,14 +47,16 @@ __all__ = [
     "noisy_gradients", "moment_traces", "bias_correction_training", "ADAM_FAMILY",
     "adam_with_betas", "amsgrad_with_betas", "nadam_with_betas", "uncorrected_with_betas",
     "ScaledLogisticTask", "WeightDecayFit", "scaled_logistic_task", "logistic_cost",
-    "fit_logistic", "l2_minimizer", "weight_decay_experiment",
+    "fit_logistic", "l2_minimizer", "adamw_fixed_point", "stationarity", "fixed_point_of",
+    "weight_decay_experiment", "weight_decay_network",
     "OnlineRun", "online_gradient", "online_counterexample", "average_regret",
     "final_x_vs_beta2", "nadam_momentum_schedule",
 ]
 
 # --- the settings of chapter 12 -----------------------------------------------------------------
-#: (β₁, β₂) pairs of the bias-correction figure: the default, a shorter memory for v, β₁ = β₂
-BIAS_BETAS = ((0.9, 0.999), (0.9, 0.99), (0.9, 0.9))
+#: (β₁, β₂) pairs of the bias-correction figure: the default, shorter memories for v (with
+#: (1 − β₁)² < 1 − β₂ at (0.9, 0.95): the first step too small), β₁ = β₂
+BIAS_BETAS = ((0.9, 0.999), (0.9, 0.99), (0.9, 0.95), (0.9, 0.9))
 BIAS_STEPS = 200  # steps shown in the bias-correction figure
 BIAS_TRAIN_LRS = (3e-3, 3e-2)  # ε of the network trained with and without the correction
 BIAS_TRAIN_STEPS = 30
@@ -61,8 +66,15 @@ WD_N_TRAIN, WD_N_TEST, WD_SEED = 1000, 4000, 0
 #: the peak ε and the full-batch steps of every fit; ε decays to 0 along a half cosine, so that
 #: the fits converge (at a constant ε Adam ends in a cycle whose phase depends on the last bits)
 WD_LR, WD_STEPS = 0.3, 6000
-WD_LAMBDAS = (1e-3, 1e-2, 1e-1)  # the λ sweep
-WD_LAMBDA = 1e-2  # the λ of the per-feature figure
+#: the λ sweep.  Not 10⁻² or 10⁻¹: their walls 1/λ = 100 and 10 would nearly touch the
+#: unpenalized weights 1/s_i (101.8, 10.4), a near-tie that AdamW approaches very slowly
+WD_LAMBDAS = (1e-3, 2e-2, 2e-1)
+WD_LAMBDA = 2e-2  # the λ of the per-feature figure
+
+#: the minibatch demo: the chapter's MNIST-1D MLP at ε = 0.01 (the lower end of Adam's grid in
+#: the grand comparison: at its tuned 0.03 one batch order is chaotic), the same λ grid for both
+#: forms of decay, three batch orders
+WD_NET_LR, WD_NET_LAMBDAS, WD_NET_SEEDS = 0.01, (1e-2, 1e-1, 1.0), (0, 1, 2)
 
 ONLINE_C = 3.0  # the rare large gradient C (> 2)
 ONLINE_BETAS = (0.0, 1.0 / (1.0 + ONLINE_C**2))  # Reddi et al.'s β₁ = 0, β₂ = 1/(1 + C²)
@@ -407,6 +419,77 @@ def l2_minimizer(task: ScaledLogisticTask, weight_decay: float, tol: float = 1e-
     raise RuntimeError(f"Newton's method did not converge in {max_iter} iterations")
 
 
+def adamw_fixed_point(task: ScaledLogisticTask, weight_decay: float, tol: float = 1e-13,
+                      max_iter: int = 200) -> torch.Tensor:
+    r"""Where full-batch AdamW stops: argmin J(θ) subject to |θ_i| ≤ 1/λ for every i.
+
+    A fixed point of AdamW has ελθ_i = −ε m̂_i/(√v̂_i + δ).  With a steady full-batch
+    gradient, m̂_i → ∇_i J and √v̂_i → |∇_i J|, so the right side is −sign(∇_i J) (up to δ)
+    unless ∇_i J → 0: either |θ_i| = 1/λ with the gradient pushing outwards, or ∇_i J = 0
+    with |θ_i| < 1/λ.  These are the optimality conditions of J on the box
+    |θ_i| ≤ 1/λ (Xie & Li, 2024): inside the box there is no penalty at all.
+
+    Solved by a projected Newton method (float64): the coordinates on the wall whose gradient
+    pushes outwards are held, Newton's step on the others, projected back onto the box with
+    backtracking, until the iterate moves by less than ``tol``.
+    """
+    _check("weight_decay", weight_decay, weight_decay > 0, "> 0 (the box is |θ_i| ≤ 1/λ)")
+    X, y = task.X_train, task.y_train
+    n, d = X.shape
+    wall = 1.0 / weight_decay
+    theta = torch.zeros(d, dtype=torch.float64)
+    for _ in range(max_iter):
+        p = torch.sigmoid(X @ theta)
+        grad = X.T @ (p - y) / n
+        H = (X.T * (p * (1 - p))) @ X / n
+        held = (theta.abs() >= wall) & (torch.sign(theta) * grad < 0)  # on the wall, pushed out
+        free = ~held
+        step = torch.zeros(d, dtype=torch.float64)
+        step[free] = torch.linalg.solve(H[free][:, free], grad[free])
+        cost, t = logistic_cost(theta, X, y).item(), 1.0
+        while True:  # backtracking on the projected step
+            new = (theta - t * step).clamp(-wall, wall)
+            if logistic_cost(new, X, y).item() <= cost or t < 1e-10:
+                break
+            t /= 2
+        if (new - theta).abs().max().item() < tol:
+            return new
+        theta = new
+    raise RuntimeError(f"projected Newton did not converge in {max_iter} iterations")
+
+
+def stationarity(task: ScaledLogisticTask, method: str, theta: torch.Tensor,
+                 weight_decay: float = 0.0) -> float:
+    r"""How far θ is from being a fixed point of ``method`` (one of :data:`WD_METHODS`), as the
+    largest entry of the residual of its optimality condition:
+
+    - ``"Adam"``: |∇J|; ``"Adam + L2"``: |∇J + λθ|;
+    - ``"AdamW"``: the projected gradient of J on the box |θ_i| ≤ 1/λ
+      (:func:`adamw_fixed_point`): |∇_i J| inside the box, and on (or beyond) its wall only the
+      part of ∇_i J that points inwards.
+    """
+    _check("method", method, method in WD_METHODS, f"one of {WD_METHODS}")
+    X, y = task.X_train, task.y_train
+    grad = X.T @ (torch.sigmoid(X @ theta) - y) / len(y)
+    if method == "Adam + L2":
+        grad = grad + weight_decay * theta
+    elif method == "AdamW":
+        on_wall = theta.abs() >= (1.0 / weight_decay) * (1 - 1e-9)
+        grad = torch.where(on_wall, (torch.sign(theta) * grad).clamp(min=0), grad)
+    return grad.abs().max().item()
+
+
+def fixed_point_of(task: ScaledLogisticTask, method: str, weight_decay: float = 0.0,
+                   lambda_free: float = 1e-9) -> torch.Tensor:
+    """The point where full-batch ``method`` must stop: :func:`l2_minimizer` for "Adam + L2",
+    :func:`adamw_fixed_point` for "AdamW", and for "Adam" the unpenalized minimizer (the box
+    of ``adamw_fixed_point`` with λ = ``lambda_free``, wide enough never to bind here)."""
+    _check("method", method, method in WD_METHODS, f"one of {WD_METHODS}")
+    if method == "Adam + L2":
+        return l2_minimizer(task, weight_decay)
+    return adamw_fixed_point(task, weight_decay if method == "AdamW" else lambda_free)
+
+
 def weight_decay_experiment(task: ScaledLogisticTask, lambdas=WD_LAMBDAS, lr: float = WD_LR,
                             steps: int = WD_STEPS) -> dict:
     """Every (method, λ) of the chapter: ``{("Adam", 0.0): fit, ("Adam + L2", λ): fit,
@@ -419,6 +502,49 @@ def weight_decay_experiment(task: ScaledLogisticTask, lambdas=WD_LAMBDAS, lr: fl
         for method in ("Adam + L2", "AdamW"):
             fits[(method, lam)] = fit_logistic(task, method, lam, lr, steps)
     return fits
+
+
+def weight_decay_network(splits: dict, lambdas=WD_NET_LAMBDAS, lr: float = WD_NET_LR,
+                         seeds=WD_NET_SEEDS, model: str = "mlp") -> dict:
+    """The chapter's MNIST-1D ``model`` trained with plain Adam, with Adam + L2
+    (``Adam(weight_decay=λ)``) and with AdamW (``AdamW(weight_decay=λ)``) for each λ in
+    ``lambdas``, all at ε = ``lr``, from the same θ₀, once per batch order in ``seeds``
+    (``course_lib.train.train``, minibatches of 128, the epochs of the grand comparison, CPU).
+
+    Returns ``{("Adam", 0.0): r, ("Adam + L2", λ): r, ("AdamW", λ): r, ...}`` where ``r`` is
+    {"test_accuracy": (len(seeds),), "norm": (len(seeds),) the final ‖θ‖₂ over all parameters}.
+    ``torch.optim.AdamW`` (and ours) shrink θ by the factor 1 − ελ per step: the decay is
+    coupled to ε, whereas Adam + L2's λθ enters g and is divided by √v̂.
+    """
+    from course_lib.comparison import NET_BATCH, NET_EPOCHS, make_model
+    from course_lib.train import evaluate, train
+
+    _check("lr", lr, lr > 0, "a number > 0")
+    lambdas = tuple(float(lam) for lam in lambdas)
+    _check("lambdas", lambdas, len(lambdas) >= 1 and all(lam > 0 for lam in lambdas),
+           "a non-empty sequence of numbers > 0")
+    seeds = tuple(seeds)
+    _check("seeds", seeds, len(seeds) >= 1 and all(_is_int(s) and s >= 0 for s in seeds),
+           "a non-empty sequence of ints >= 0")
+    loss_fn = torch.nn.CrossEntropyLoss()
+
+    def runs(method: str, lam: float) -> dict[str, np.ndarray]:
+        accs, norms = [], []
+        for seed in seeds:
+            net = make_model(model, splits["train"][0].dtype)
+            cls = AdamW if method == "AdamW" else Adam
+            opt = cls(net.parameters(), lr=lr, weight_decay=lam)
+            train(net, loss_fn, opt, splits["train"], epochs=NET_EPOCHS[model],
+                  batch_size=NET_BATCH, seed=seed, device="cpu")
+            accs.append(evaluate(net, loss_fn, splits["test"])["accuracy"])
+            norms.append(torch.cat([p.detach().flatten() for p in net.parameters()]).norm().item())
+        return {"test_accuracy": np.array(accs), "norm": np.array(norms)}
+
+    out = {("Adam", 0.0): runs("Adam", 0.0)}
+    for lam in lambdas:
+        for method in ("Adam + L2", "AdamW"):
+            out[(method, lam)] = runs(method, lam)
+    return out
 
 
 # =============================================================================================

@@ -126,8 +126,24 @@ LANDSCAPE_LR_EXPONENTS: dict[str, dict[str, float]] = {
     "saddle": {"SGD": -0.5, "Momentum": -0.5, "Adagrad": 0, "RMSprop": -1, "Adadelta": 1.5,
                "Adam": 0, "AMSGrad": 0, "AdamW": 0, "NAdam": -1},
 }
-#: landscape → optimizer → three learning rates ε, half a decade apart
-LANDSCAPE_LRS = {land: {name: _grid(e) for name, e in row.items()}
+#: Where the top of a half-decade grid diverged, "the best" was only the largest stable ε of
+#: the grid: the score kept improving towards the edge of stability.  These sweeps get finer
+#: grids, found by scanning up to the first diverging ε, on which the best has a finite,
+#: worse neighbour on each side (chapter 12, issue 8).  Near the edge some scores are rugged
+#: (Momentum on the saddle, Adadelta on Beale), so a finer scan can find a slightly better ε.
+LANDSCAPE_FINE_LRS: dict[tuple[str, str], tuple[float, float, float]] = {
+    ("Rosenbrock", "SGD"): (0.00506, 0.00548, 0.00592),  # 0.00641 diverges
+    ("Rosenbrock", "Momentum"): (0.00271, 0.00293, 0.00317),  # 0.00343 diverges
+    ("Beale", "SGD"): (0.0335, 0.0343, 0.0351),  # 0.0355 diverges
+    ("Beale", "Momentum"): (0.00299, 0.0034, 0.00387),
+    ("Beale", "Adadelta"): (31.6, 56.2, 100.0),  # 316 diverges
+    ("quadratic", "SGD"): (0.0351, 0.0365, 0.0379),  # 2/λ_max = 0.04
+    ("saddle", "Momentum"): (0.1, 0.316, 0.426),  # 0.46 diverges
+}
+#: landscape → optimizer → three learning rates ε, half a decade apart (finer where
+#: :data:`LANDSCAPE_FINE_LRS` says)
+LANDSCAPE_LRS = {land: {name: LANDSCAPE_FINE_LRS.get((land, name), _grid(e))
+                        for name, e in row.items()}
                  for land, row in LANDSCAPE_LR_EXPONENTS.items()}
 
 
