@@ -433,3 +433,14 @@ def test_inspect_end_point_against_autograd_hessian(chapter_runs):
         inspect_end_point(runs["wide"], 0, task.X, task.y, max_params=50)
     with pytest.raises(ValueError, match="Invalid run index"):
         runs["small"].model(30)
+
+
+def test_exercise_5_spare_units_unstick_the_small_student(chapter_runs):
+    # solutions/ch04, exercise 5 prints these (identical under native, default and avx2)
+    task, runs = chapter_runs
+    counts = {4: int((runs["small"].final_losses > 0.01).sum())}
+    for width in (6, 8):
+        r = train_from_many_seeds(task.X, task.y, (width,), SEEDS, TRAINING["steps"],
+                                  lr=TRAINING["lr"], momentum=TRAINING["momentum"])
+        counts[width] = int((r.final_losses > 0.01).sum())
+    assert counts == {4: 21, 6: 10, 8: 2}
