@@ -410,3 +410,12 @@ def test_the_ratio_crossing_one_is_when_the_loss_rises(edge_runs, seed):
     assert np.median(large.loss[100:]) > 2 * np.median(mid.loss[100:])
     assert np.diff(large.loss).max() > 1 and np.diff(mid.loss).max() < 1
     assert np.mean(large.ratio > 1) > 0.5 and large.rises.mean() > 0.28
+
+
+def test_exercise_4_steps_near_the_stability_limit():
+    # solutions/ch03, exercise 4 prints these (float64 NumPy: the same on every kernel set)
+    from course_lib.landscapes import Quadratic
+    J = Quadratic(condition_number=100, dim=10, seed=0)
+    lam_max = float(J.eigenvalues.max())
+    steps = [cond.iterations_to_tolerance(J, f / lam_max) for f in (1.0, 1.9, 2.1)]
+    assert steps == [522, 274, None]
