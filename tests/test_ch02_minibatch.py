@@ -383,3 +383,12 @@ def test_batch_size_study_speedup_per_step_then_diminishing_returns():
     assert speedup[3] < 1.1  # 1024 → 4000: "none"
     E = bs.examples_needed
     assert E[1] / E[0] < 1.5 and E[3] / E[2] == pytest.approx(2.8, abs=0.1)
+
+
+def test_exercise_5_stability_at_batch_size_8():
+    # solutions/ch02, exercise 5 prints these (identical under native, default and avx2)
+    s = mb.stability_experiment(batch_sizes=(8,))
+    assert s.largest_stable[0] == pytest.approx(0.841, abs=0.001)
+    assert s.predicted[0] == pytest.approx(0.799, abs=0.001)
+    assert s.best_lr(0) == pytest.approx(0.03125) and s.largest_stable[0] / s.best_lr(0) == pytest.approx(27, abs=0.5)
+    assert s.final_losses[0].min() / s.initial_loss == pytest.approx(0.81, abs=0.005)
