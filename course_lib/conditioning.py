@@ -52,7 +52,7 @@ __all__ = [
     "TaylorCheck", "taylor_check", "gd_losses", "largest_stable_lr", "iterations_to_tolerance",
     "ConditioningSweep", "conditioning_sweep", "CurvatureLog", "train_with_curvature",
     "Figure81Run", "figure_8_1_run", "figure_8_1_seeds", "Figure81Summary", "figure_8_1_summary",
-    "NewtonCost", "newton_cost", "FIG81_SEEDS",
+    "NewtonCost", "newton_cost", "FIG81_SEEDS", "EOS", "EdgeRun", "edge_of_stability_run", "plot_edge_of_stability",
     "taylor_check_landscape", "stability_wall",
     "TAYLOR_QUADRATIC", "TAYLOR_LRS", "WALL_KAPPAS", "WALL_STEPS", "WALL_RATIOS",
     "SWEEP_KAPPAS", "SWEEP_DIM", "SWEEP_TOL", "SWEEP_SEED", "STABILITY_STEPS", "FIG81",
@@ -590,3 +590,82 @@ def newton_cost(n_params: int, bytes_per_entry: int = 4) -> NewtonCost:
     _check_positive("bytes_per_entry", bytes_per_entry, integer=True)
     entries = n_params * n_params
     return NewtonCost(n_params, entries, entries * bytes_per_entry, 2.0 / 3.0 * float(n_params) ** 3)
+
+
+# ----------------------------------------------------------------------------------------
+# Ill-conditioning that bites: full-batch gradient descent with ε near 2/λ_max on the network
+
+EOS = dict(num_samples=1000, hidden=(100, 100), lrs=(0.1, 1.0, 3.0), steps=200, seeds=(0, 1, 2))
+
+
+class EdgeRun(NamedTuple):
+    """Full-batch gradient descent on an MLP, measured at every step t = 0..steps-1: ``loss``
+    J(θ_t) and ``ratio`` ½ε gᵀHg/gᵀg (above 1 the Taylor model says the step raises J); the
+    last entry of ``loss`` is J(θ_steps).  ``lam_start`` / ``lam_end``: λ_max(H) at θ₀ and at
+    the end (power iteration)."""
+    lr: float
+    loss: np.ndarray
+    ratio: np.ndarray
+    lam_start: float
+    lam_end: float
+
+    @property
+    def rises(self) -> np.ndarray:
+        """Whether step t raised J: J(θ_{t+1}) > J(θ_t)."""
+        return np.diff(self.loss) > 0
+
+    def rise_fraction(self, crossed: bool) -> float:
+        """Among the steps whose ratio was above 1 (crossed=True) or ≤ 1, the fraction that
+        raised J (nan if there was no such step)."""
+        sel = (self.ratio > 1) if crossed else (self.ratio <= 1)
+        return float(self.rises[sel].mean()) if sel.any() else math.nan
+
+
+def edge_of_stability_run(lr: float, steps: int = EOS["steps"], seed: int = 0,
+                          num_samples: int = EOS["num_samples"], hidden=EOS["hidden"]) -> EdgeRun:
+    """Gradient descent θ ← θ − ε∇J(θ) on the full MNIST-1D training set (``num_samples``
+    signals, 80 % for training), the MLP of :func:`figure_8_1_run` from θ₀ drawn with ``seed``;
+    gᵀHg and gᵀg by :func:`course_lib.curvature.gradient_curvature` at every step."""
+    from course_lib.curvature import top_eigenvalue
+    from course_lib.data import mnist1d
+    from course_lib.models import mlp
+
+    _check_positive("lr", lr)
+    _check_positive("steps", steps, integer=True)
+    X, y = mnist1d(num_samples).train
+    model = mlp(X.shape[1], tuple(hidden), 10, generator=torch.Generator().manual_seed(seed))
+    params = [p for p in model.parameters() if p.requires_grad]
+    loss = lambda: torch.nn.functional.cross_entropy(model(X), y)  # noqa: E731
+    lam_start = top_eigenvalue(loss, params, iters=100)[0]
+    losses, ratios = [], []
+    for _ in range(steps):
+        curv = gradient_curvature(loss, params)
+        ratios.append(0.5 * lr * curv.gHg / curv.grad_norm_sq)
+        J = loss()
+        losses.append(float(J.detach()))
+        grads = torch.autograd.grad(J, params)
+        with torch.no_grad():
+            for p, g in zip(params, grads):
+                p.sub_(lr * g)
+    with torch.no_grad():
+        losses.append(float(loss()))
+    lam_end = top_eigenvalue(loss, params, iters=100)[0]
+    return EdgeRun(float(lr), np.array(losses), np.array(ratios), float(lam_start), float(lam_end))
+
+
+def plot_edge_of_stability(runs, axes=None):
+    """For runs of :func:`edge_of_stability_run`: J(θ_t) (left) and the ratio ½ε gᵀHg/gᵀg
+    (right, log scale, with the line ratio = 1) against the step.  Returns the axes."""
+    import matplotlib.pyplot as plt
+
+    if axes is None:
+        _, axes = plt.subplots(1, 2, figsize=(12, 4), layout="constrained")
+    for r in runs:
+        axes[0].plot(np.arange(len(r.loss)), r.loss, lw=1, label=f"ε = {r.lr:g}")
+        axes[1].semilogy(np.arange(len(r.ratio)), r.ratio, lw=1, label=f"ε = {r.lr:g}")
+    axes[1].axhline(1.0, color="black", ls="--", lw=1, label="ratio = 1: the step raises J (Taylor)")
+    axes[0].set(xlabel="step t (full batch)", ylabel=r"training loss $J(\theta_t)$")
+    axes[1].set(xlabel="step t (full batch)", ylabel=r"$\frac{1}{2}\epsilon\, g^\top H g / g^\top g$")
+    for ax in axes:
+        ax.legend(fontsize="small")
+    return axes

@@ -22,7 +22,9 @@ form), never estimated.  The module has four parts, in the order of the chapter:
    :func:`separation_study` repeats it over training sets, on a task with a gap between the
    classes (:func:`separable_task`) and on one without (:func:`overlapping_task`).
 4. :func:`early_stopping_experiment`: an MLP on a small MNIST-1D subset trained by
-   ``course_lib.train`` with and without ``EarlyStopping``; :func:`full_gradient_norm`.
+   ``course_lib.train`` with and without ``EarlyStopping``; :func:`full_gradient_norm`;
+   :func:`stopping_epochs` (the rule on a recorded curve) and :func:`early_stopping_study`
+   (stopping on the validation NLL vs on the validation 0-1 error, over seeds).
 
 The settings the chapter uses are the module constants below; the notebook and
 ``tests/test_ch01_erm.py`` both read them, so the numbers in the text and in the tests agree.
@@ -55,6 +57,7 @@ __all__ = [
     "train_logistic_regression", "separation_study", "plot_linear_classifiers",
     # 4. early stopping
     "full_gradient_norm", "EarlyStoppingResult", "early_stopping_experiment",
+    "stopping_epochs", "early_stopping_study", "plot_early_stopping",
 ]
 
 # ---------------------------------------------------------------------------------------------
@@ -85,8 +88,11 @@ FD_POINTS = 2000                # random θ at which gradients are checked
 ES_N = 1000                     # MNIST-1D examples: half to train, half to validate
 ES_HIDDEN = (128,)
 ES_LR = 3e-3                    # Adam's ε
-ES_PATIENCE = 20
-ES_EPOCHS = 200                 # the run without early stopping
+ES_PATIENCE = 50                # epochs without improvement before stopping
+ES_EPOCHS = 400                 # the run without early stopping (the validation error has
+                                # levelled off by then in every seed of ES_SEEDS)
+ES_MONITOR = "val_accuracy"     # the chapter stops on the 0-1 error, the loss we care about
+ES_SEEDS = tuple(range(5))      # data sets and initializations of the robustness check
 
 
 def _check(name: str, value, ok: bool, expected: str):
@@ -572,27 +578,112 @@ class EarlyStoppingResult:
         return full_gradient_norm(self.model, torch.nn.CrossEntropyLoss(), *self.train_data)
 
 
+def stopping_epochs(values: Sequence[float], patience: int, mode: str = "min") -> tuple[int, int]:
+    """(stop epoch, best epoch) of early stopping on a recorded curve, epochs counted from 1.
+
+    The rule of ``course_lib.train.EarlyStopping`` (min_delta = 0): an epoch improves if its
+    value is strictly better than the best so far; stop after `patience` epochs without
+    improvement; if that never happens, the stop epoch is the last one.
+    """
+    _check("patience", patience, _is_int(patience) and patience >= 1, "an int >= 1")
+    _check("mode", mode, mode in ("min", "max"), "'min' or 'max'")
+    sign = 1.0 if mode == "min" else -1.0
+    best, best_epoch, bad = math.inf, None, 0
+    for epoch, v in enumerate(values, 1):
+        if sign * v < best:
+            best, best_epoch, bad = sign * v, epoch, 0
+        else:
+            bad += 1
+            if bad >= patience:
+                return epoch, best_epoch
+    return len(values), best_epoch
+
+
 def early_stopping_experiment(n: int = ES_N, hidden: tuple[int, ...] = ES_HIDDEN, lr: float = ES_LR,
                               patience: int = ES_PATIENCE, epochs: int = ES_EPOCHS,
-                              seed: int = SEED) -> EarlyStoppingResult:
+                              seed: int = SEED, monitor: str = "val_loss") -> EarlyStoppingResult:
     """An MLP that overfits: n MNIST-1D examples, half for training, half for validation.
 
     Full-batch Adam (``course_lib.Adam``, ε = lr), so each epoch is one step and the recorded
     gradient norm is that of the training loss J itself, not of a minibatch estimate.  One run
-    uses ``EarlyStopping(patience)`` on the validation loss (restoring the best epoch's
-    parameters); the other, identical up to the stop, runs all `epochs`.
+    uses ``EarlyStopping(patience)`` on `monitor` ("val_loss", the cross-entropy, or
+    "val_accuracy", i.e. the 0-1 error; the chapter uses ES_MONITOR), restoring the best epoch's
+    parameters; the other, identical up to the stop, runs all `epochs`.
     """
     _check("n", n, _is_int(n) and n >= 20 and n % 10 == 0, "a multiple of 10, >= 20")
     _check("patience", patience, _is_int(patience) and 1 <= patience < epochs, f"an int in [1, epochs={epochs})")
-    split = mnist1d(num_samples=n, seed=seed, train_split=0.5)
-    train_data, val_data = split.train, split.test
-    loss_fn = torch.nn.CrossEntropyLoss()
-    runs = []
-    for early_stopping in (EarlyStopping(patience=patience), None):
-        model = mlp(40, hidden, 10, generator=_generator(seed))
-        hist = train(model, loss_fn, Adam(model.parameters(), lr=lr), train_data, epochs=epochs,
-                     batch_size=len(train_data[0]), val_data=val_data,
-                     early_stopping=early_stopping, seed=seed, device="cpu")
-        runs.append((hist, model))
-    (stopped, model), (full, _) = runs
+    _check("monitor", monitor, monitor in ("val_loss", "val_accuracy"), "'val_loss' or 'val_accuracy'")
+    mode = "min" if monitor == "val_loss" else "max"
+    stopped, model, train_data, val_data = _es_run(n, hidden, lr, epochs, seed,
+                                                   EarlyStopping(patience=patience, monitor=monitor, mode=mode))
+    full = _es_run(n, hidden, lr, epochs, seed, None)[0]
     return EarlyStoppingResult(stopped, full, model, train_data, val_data)
+
+
+def _es_run(n, hidden, lr, epochs, seed, early_stopping):
+    """One full-batch Adam run of the early-stopping experiment: (History, model, train, val)."""
+    split = mnist1d(num_samples=n, seed=seed, train_split=0.5)
+    model = mlp(40, hidden, 10, generator=_generator(seed))
+    hist = train(model, torch.nn.CrossEntropyLoss(), Adam(model.parameters(), lr=lr), split.train,
+                 epochs=epochs, batch_size=len(split.train[0]), val_data=split.test,
+                 early_stopping=early_stopping, seed=seed, device="cpu")
+    return hist, model, split.train, split.test
+
+
+def early_stopping_study(seeds: Sequence[int] = ES_SEEDS, n: int = ES_N,
+                         hidden: tuple[int, ...] = ES_HIDDEN, lr: float = ES_LR,
+                         patience: int = ES_PATIENCE, epochs: int = ES_EPOCHS) -> dict:
+    """Stopping on the validation NLL vs on the validation 0-1 error, one full run per seed.
+
+    Each seed draws its own MNIST-1D subset and θ₀ and trains for `epochs` full-batch steps
+    (no early stopping); both rules are applied to the recorded curves with :func:`stopping_epochs`
+    (the runs with ``EarlyStopping`` are identical up to the stop, as the tests check).  Returns
+    arrays over seeds: "nll_best" / "err_best" (the epoch each rule returns), "err_at_nll_best",
+    "err_at_err_best" (validation 0-1 error there), "err_min" and "err_end" (least and last
+    validation error of the full run), "grad_at_err_best" and "grad_end" (‖∇J‖ / ‖∇J(θ₀)‖ at
+    the epoch the error rule returns and after the last step).
+    """
+    _check("patience", patience, _is_int(patience) and 1 <= patience < epochs, f"an int in [1, epochs={epochs})")
+    rows = []
+    for seed in seeds:
+        full = _es_run(n, hidden, lr, epochs, seed, None)[0]
+        ep = full.to_numpy()["epochs"]
+        err = 1.0 - ep["val_accuracy"]
+        g = np.asarray(full.steps["grad_norm"])
+        _, nll_best = stopping_epochs(ep["val_loss"], patience)
+        _, err_best = stopping_epochs(err, patience)
+        # g[t] is ‖∇J(θ_t)‖; after epoch e the parameters are θ_e (the last one is not recorded)
+        g_err = g[err_best] if err_best < len(g) else math.nan
+        rows.append(dict(nll_best=nll_best, err_best=err_best, err_at_nll_best=err[nll_best - 1],
+                         err_at_err_best=err[err_best - 1], err_min=err.min(), err_end=err[-1],
+                         grad_at_err_best=g_err / g[0], grad_end=g[-1] / g[0]))
+    return {k: np.array([r[k] for r in rows]) for k in rows[0]} | {"seeds": np.array(seeds)}
+
+
+def plot_early_stopping(es: EarlyStoppingResult, patience: int = ES_PATIENCE):
+    """Three panels of the full run: the NLL (training and validation), the validation 0-1
+    error, and ‖∇J(θ_t)‖; dashed lines mark the epoch that stopping on the validation NLL would
+    return and the epoch that stopping on the validation error returns.  Returns the Figure."""
+    import matplotlib.pyplot as plt
+
+    ep = es.full.to_numpy()["epochs"]
+    g = es.grad_norms
+    _, nll_best = stopping_epochs(ep["val_loss"], patience)
+    err_best = es.best_epoch
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4), layout="constrained")
+    axes[0].semilogy(ep["epoch"], ep["train_loss"], label="training NLL")
+    axes[0].semilogy(ep["epoch"], ep["val_loss"], label="validation NLL")
+    axes[0].set(ylabel="cross-entropy (the surrogate)", title="the validation NLL turns up early")
+    axes[1].plot(ep["epoch"], 1 - ep["train_accuracy"], label="training 0-1 error")
+    axes[1].plot(ep["epoch"], 1 - ep["val_accuracy"], label="validation 0-1 error")
+    axes[1].set(ylabel="0-1 error (the loss we care about)",
+                title="the validation error keeps falling, then levels off")
+    axes[2].semilogy(np.arange(len(g)), g, label=r"$\|\nabla J(\theta_t)\|$ (training NLL)")
+    axes[2].set(ylabel="gradient norm", title="the gradient is still large at the returned epoch")
+    for ax in axes:
+        ax.axvline(nll_best, color="tab:gray", ls="--", label=f"least validation NLL: epoch {nll_best}")
+        ax.axvline(err_best, color="tab:green", ls="--", label=f"least validation error: epoch {err_best} (returned)")
+        ax.axvline(es.stop_epoch, color="tab:red", ls=":", label=f"stopped at epoch {es.stop_epoch}")
+        ax.set_xlabel("epoch (= full-batch step)")
+        ax.legend(fontsize="small")
+    return fig

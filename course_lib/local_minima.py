@@ -50,7 +50,8 @@ __all__ = [
     "Basins", "gd_basins", "plot_basins", "basin_explorer", "where_it_ends",
     "TeacherStudentTask", "teacher_student_task", "SeedRuns", "train_from_many_seeds",
     "LossSummary", "summarize_losses", "stationarity_ratio", "critical_runs", "dead_units",
-    "EndPoint", "inspect_end_point",
+    "EndPoint", "inspect_end_point", "LONG_STEPS", "SADDLE_CURVATURE", "EndClasses",
+    "classify_ends",
 ]
 
 # ----------------------------------------------------------------------------------------
@@ -659,3 +660,33 @@ def inspect_end_point(runs: SeedRuns, i: int, X: torch.Tensor, y: torch.Tensor,
     return EndPoint(float(runs.final_losses[i]), float(runs.grad_norms[-1, i]),
                     float(stationarity_ratio(runs.grad_norms[:, i])),
                     torch.linalg.eigvalsh(H).cpu().numpy(), dead_units(model, X))
+
+
+# ---------------------------------------------------------------------------------------------
+# Stuck, and where: the ends after a 20 times longer run, classified by a meaningful threshold
+
+LONG_STEPS = 20 * TRAINING["steps"]  #: the skeptic's check: the same runs, 20 times longer
+SADDLE_CURVATURE = 1e-3  #: "clearly negative": λ_min < −1e-3·λ_max.  Along such a direction
+# gradient descent with momentum escapes like exp(ε|λ|t/(1−α)); the old threshold, 1e-8·λ_max,
+# counted directions flatter than rounding-level curvature as "negative".
+
+
+class EndClasses(NamedTuple):
+    """Per run (arrays over the S runs): ``critical`` (stationarity ratio < threshold),
+    ``curvature`` λ_min/λ_max of the Hessian at the end, ``negative`` (λ_min/λ_max <
+    −``SADDLE_CURVATURE``), ``dead`` units of the hidden layer."""
+    critical: np.ndarray
+    curvature: np.ndarray
+    negative: np.ndarray
+    dead: np.ndarray
+
+
+def classify_ends(runs: "SeedRuns", X: torch.Tensor, y: torch.Tensor,
+                  threshold: float = CRITICAL_RATIO, curvature: float = SADDLE_CURVATURE) -> EndClasses:
+    """Where each run ended: at a critical point or not (:func:`stationarity_ratio`), and with a
+    clearly negative Hessian eigenvalue or not (:func:`inspect_end_point`)."""
+    _check_positive("curvature", curvature)
+    ends = [inspect_end_point(runs, i, X, y) for i in range(len(runs.seeds))]
+    rel = np.array([e.lambda_min / e.lambda_max for e in ends])
+    crit = stationarity_ratio(runs.grad_norms) < threshold
+    return EndClasses(crit, rel, rel < -curvature, np.array([e.dead[0] for e in ends]))

@@ -54,7 +54,8 @@ __all__ = [
     "redundant_dataset", "examples_to_reach", "RedundancyResult", "redundancy_experiment",
     "time_per_update", "activation_bytes",
     "least_squares_data", "sgd_least_squares", "critical_lr", "largest_stable_lr",
-    "StabilityResult", "stability_experiment",
+    "StabilityResult", "stability_experiment", "plot_stability_map",
+    "tune_lr", "BatchSizeStudy", "batch_size_study", "plot_batch_size_study",
     "OrderingRun", "ordering_experiment",
     "gaussian_task", "FreshSamples", "GeneralizationResult", "generalization_experiment",
     "true_risk_gradient", "GradientBias", "gradient_bias",
@@ -70,7 +71,10 @@ TIMING_BATCH_SIZES = (1, 2, 4, 8, 16, 32, 48, 64, 96, 128, 192, 256, 384, 512, 7
 #: batch sizes of the stability experiment (divisors of its N = 1024 examples)
 STABILITY_BATCH_SIZES = (1, 4, 16, 64, 256, 1024)
 #: learning rates ε of the stability experiment: 2^-4 ... 2^1 in steps of 2^(1/4)
-STABILITY_LRS = tuple(2.0 ** (k / 4) for k in range(-16, 5))
+STABILITY_LRS = tuple(2.0 ** (k / 4) for k in range(-32, 5))  # 2⁻⁸ .. 2, steps of 2^¼
+STABILITY_STEPS = 400           # SGD steps per run
+STABILITY_SEEDS = tuple(range(5))  # batch orders; the map shows the median over them
+STABILITY_BLOWUP = 10.0         # "diverged": median final cost > 10 × the initial cost
 
 _CE = nn.CrossEntropyLoss()
 
@@ -487,9 +491,10 @@ def largest_stable_lr(lrs, final_losses, initial_loss: float, blowup: float = 10
 
 
 class StabilityResult(NamedTuple):
-    """``final_losses[b, l]``: the cost after ``steps`` steps at batch_sizes[b], lrs[l];
-    ``initial_loss``: J(Θ₀ = 0); ``largest_stable``: per B, measured with ``blowup``;
-    ``predicted``: per B, :func:`critical_lr`."""
+    """``final_losses[b, l]``: the median over ``seeds`` of the cost after ``steps`` steps at
+    batch_sizes[b], lrs[l]; ``initial_loss``: J(Θ₀ = 0); ``optimal_loss``: J* = min J (least
+    squares); ``largest_stable``: per B, the largest ε whose median final cost is ≤ ``blowup`` ×
+    the initial cost; ``predicted``: per B, the mean-square limit :func:`critical_lr`."""
     batch_sizes: np.ndarray
     lrs: np.ndarray
     final_losses: np.ndarray
@@ -498,21 +503,64 @@ class StabilityResult(NamedTuple):
     predicted: np.ndarray
     steps: int
     blowup: float
+    optimal_loss: float = math.nan
+    seeds: tuple = (0,)
+
+    def best_lr(self, b: int) -> float:
+        """The ε of the grid with the least median final cost at batch_sizes[b]."""
+        return float(self.lrs[int(np.argmin(self.final_losses[b]))])
 
 
-def stability_experiment(batch_sizes=STABILITY_BATCH_SIZES, lrs=STABILITY_LRS, steps: int = 100,
-                         blowup: float = 10.0, n: int = 1024, seed: int = 0) -> StabilityResult:
+def stability_experiment(batch_sizes=STABILITY_BATCH_SIZES, lrs=STABILITY_LRS,
+                         steps: int = STABILITY_STEPS, blowup: float = STABILITY_BLOWUP,
+                         n: int = 1024, seed: int = 0, seeds=STABILITY_SEEDS) -> StabilityResult:
     """For each B, SGD with every ε of ``lrs`` for ``steps`` steps on linear least squares
-    (:func:`least_squares_data`); a run counts as stable if its final cost is at most
-    ``blowup`` × the initial cost.  Also the mean-square prediction :func:`critical_lr`."""
+    (:func:`least_squares_data`, drawn with ``seed``), once per batch order in ``seeds``; a
+    (B, ε) counts as stable if the median final cost is at most ``blowup`` × the initial cost.
+    Also the mean-square prediction :func:`critical_lr` and the optimal cost J*."""
     sizes = _check_batch_sizes(batch_sizes)
+    _check("seeds", seeds, len(seeds) >= 1 and all(_is_int(s) and s >= 0 for s in seeds),
+           "a non-empty sequence of ints >= 0")
     X, Y = least_squares_data(n, seed)
-    final = np.stack([sgd_least_squares(X, Y, B, lrs, steps, seed) for B in sizes])
+    final = np.stack([np.median(np.stack([sgd_least_squares(X, Y, B, lrs, steps, s) for s in seeds]), axis=0)
+                      for B in sizes])
     J0 = float((Y ** 2).mean())  # Θ₀ = 0 predicts 0
+    Xt = _with_bias(X.double())
+    Theta = torch.linalg.lstsq(Xt, Y.double()).solution
+    J_star = float(((Xt @ Theta - Y) ** 2).mean())
     largest = np.array([largest_stable_lr(lrs, f, J0, blowup) for f in final])
     predicted = np.array([critical_lr(X, B, Y.shape[1]) for B in sizes])
     return StabilityResult(np.array(sizes), np.asarray(lrs, dtype=float), final, J0, largest,
-                           predicted, steps, blowup)
+                           predicted, steps, blowup, J_star, tuple(seeds))
+
+
+def plot_stability_map(stab: StabilityResult, ax=None):
+    """The median final cost over the (B, ε) grid as a colour map, relative to J(Θ₀): blue where
+    SGD lowered the cost (darkest at J*), white where it ended where it started, red where it
+    raised it, saturated at ``blowup`` ×; the measured and predicted limits on top.  Returns ax."""
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import TwoSlopeNorm
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7.5, 5))
+    ratio = np.log10(stab.final_losses / stab.initial_loss)
+    lo, hi = math.log10(stab.optimal_loss / stab.initial_loss), math.log10(stab.blowup)
+    step = np.log2(stab.lrs[1] / stab.lrs[0])
+    mesh = ax.pcolormesh(np.arange(len(stab.batch_sizes) + 1) - 0.5,
+                         np.log2(stab.lrs[0]) - step / 2 + np.arange(len(stab.lrs) + 1) * step,
+                         np.clip(ratio, lo, hi).T, cmap="RdBu_r", norm=TwoSlopeNorm(0.0, lo, hi))
+    cb = ax.figure.colorbar(mesh, ax=ax)
+    cb.set_label(r"$\log_{10}$ (median final cost / initial cost)")
+    x = np.arange(len(stab.batch_sizes))
+    ax.plot(x, np.log2(stab.largest_stable), "ko", label="largest stable ε (measured)")
+    ax.plot(x, np.log2(stab.predicted), "y-", lw=2, label=r"$\epsilon_\mathrm{crit}(B)$ (mean-square limit)")
+    ax.plot(x, np.log2([stab.best_lr(b) for b in range(len(x))]), "g^",
+            label="least median final cost")
+    ax.set_xticks(x, [str(b) for b in stab.batch_sizes])
+    ax.set_xlabel("batch size B")
+    ax.set_ylabel(r"$\log_2$ learning rate ε")
+    ax.legend(loc="lower right", fontsize="small")
+    return ax
 
 
 # ---------------------------------------------------------------------------------------------
@@ -732,3 +780,82 @@ def loss_vs_examples(batch_size: int, lr: float, examples: int = 16000, n_points
     for a in (seen, loss):
         a.setflags(write=False)
     return seen, loss
+
+
+# ---------------------------------------------------------------------------------------------
+# Batch size at a tuned learning rate: examples and steps to a target cost
+
+TUNE_BATCH_SIZES = (16, 64, 256, 1024, 4000)
+TUNE_LRS = (0.05, 0.1, 0.2, 0.4, 0.8, 1.6, 3.2)  # the grid ε is tuned on (factors of 2)
+TUNE_SEEDS = (0, 1, 2)          # θ₀ and batch order; costs are medians over them
+TUNE_EXAMPLES = 16000           # the budget: four epochs of the 4000 training examples
+TUNE_TARGET = 1.6               # "reached": cost J ≤ 1.6 (J(θ₀) ≈ 2.3)
+TUNE_STEPS_MIN = 40             # the study gives each B at least this many steps (B = 1024: 40 960 examples)
+# The ε of TUNE_LRS with the least median cost after TUNE_EXAMPLES examples, per B, found by
+# tune_lr (tests/test_ch02_minibatch.py re-runs the tuning: each is interior to the grid)
+TUNED_LRS = {16: 0.4, 64: 0.8, 256: 0.8, 1024: 1.6, 4000: 1.6}
+
+
+def tune_lr(batch_size: int, lrs=TUNE_LRS, seeds=TUNE_SEEDS, examples: int = TUNE_EXAMPLES) -> np.ndarray:
+    """The median over ``seeds`` of the cost after ``examples`` examples, for each ε in ``lrs``
+    (:func:`loss_vs_examples`; a diverged run counts with the cost where it stopped, or inf)."""
+    out = []
+    for lr in lrs:
+        finals = [loss_vs_examples(batch_size, float(lr), examples=examples, seed=s)[1][-1] for s in seeds]
+        out.append(float(np.median(np.nan_to_num(finals, nan=np.inf))))
+    return np.array(out)
+
+
+class BatchSizeStudy(NamedTuple):
+    """Per B of ``batch_sizes`` at its tuned ε (``lrs``): ``curves[b]`` = (examples seen, median
+    cost over ``seeds``), run for max(``examples``, ``min_steps`` × B) examples; ``final`` the
+    median cost after ``examples`` examples (the tuning budget); ``examples_needed`` and
+    ``steps_needed``: to bring the median cost to ``target`` (inf if never)."""
+    batch_sizes: np.ndarray
+    lrs: np.ndarray
+    curves: list
+    final: np.ndarray
+    examples_needed: np.ndarray
+    steps_needed: np.ndarray
+    target: float
+    seeds: tuple
+
+
+def batch_size_study(batch_sizes=TUNE_BATCH_SIZES, lrs=None, seeds=TUNE_SEEDS,
+                     examples: int = TUNE_EXAMPLES, target: float = TUNE_TARGET,
+                     min_steps: int = TUNE_STEPS_MIN, n_points: int = 64) -> BatchSizeStudy:
+    """SGD on the MNIST-1D MLP of :func:`loss_vs_examples` with each B at its tuned ε
+    (``TUNED_LRS`` unless ``lrs`` is given), median cost over ``seeds`` against examples seen."""
+    sizes = _check_batch_sizes(batch_sizes)
+    lrs = np.array([TUNED_LRS[b] for b in sizes] if lrs is None else lrs, dtype=float)
+    curves, final, E, S = [], [], [], []
+    for B, lr in zip(sizes, lrs):
+        budget = max(examples, min_steps * B)
+        runs = [loss_vs_examples(B, float(lr), examples=budget, n_points=n_points, seed=s) for s in seeds]
+        n = min(len(r[1]) for r in runs)
+        seen, loss = runs[0][0][:n], np.median(np.stack([r[1][:n] for r in runs]), axis=0)
+        curves.append((seen, loss))
+        final.append(np.median([loss_vs_examples(B, float(lr), examples=examples, seed=s)[1][-1]
+                                for s in seeds]))
+        E.append(examples_to_reach(seen, loss, target))
+        S.append(E[-1] / B)
+    return BatchSizeStudy(np.array(sizes), lrs, curves, np.array(final), np.array(E), np.array(S),
+                          target, tuple(seeds))
+
+
+def plot_batch_size_study(study: BatchSizeStudy, axes=None):
+    """The median cost against examples seen (left) and against steps (right), one curve per B
+    at its tuned ε, with the target as a dotted line.  Returns the axes."""
+    import matplotlib.pyplot as plt
+
+    if axes is None:
+        _, axes = plt.subplots(1, 2, figsize=(12, 4.2), layout="constrained")
+    for B, lr, (seen, loss) in zip(study.batch_sizes, study.lrs, study.curves):
+        axes[0].plot(seen, loss, "-", lw=1.5, label=f"B = {B}, ε = {lr:g}")
+        axes[1].plot(seen / B, loss, "-", lw=1.5, label=f"B = {B}, ε = {lr:g}")
+    axes[0].set(xscale="log", xlabel="examples seen", ylabel="cost J on the 4000 training examples")
+    axes[1].set(xscale="log", xlabel="steps")
+    for ax in axes:
+        ax.axhline(study.target, color="gray", ls=":", lw=1)
+        ax.legend(fontsize="small")
+    return axes

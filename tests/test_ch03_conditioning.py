@@ -371,3 +371,51 @@ def test_chapter_network_hessian_is_indefinite(fig81):
     assert ritz[0].item() < -0.05  # printed: -0.17
     assert ritz[-1].item() == pytest.approx(7.5, rel=0.05)
     assert (f"{ritz[0].item():.2g}", f"{ritz[-1].item():.2g}") == ("-0.17", "7.5")
+
+
+# ---------------------------------------------------------------------------------------------
+# ill-conditioning that bites: full-batch GD near 2/λ_max on the network (chaotic at ε = 1 and
+# 3: the curves differ between kernel sets, so only robust facts are asserted, on 3 seeds)
+
+@pytest.fixture(scope="module")
+def edge_runs():
+    return {(s, lr): cond.edge_of_stability_run(lr, seed=s)
+            for s in cond.EOS["seeds"] for lr in cond.EOS["lrs"]}
+
+
+def test_edge_of_stability_run_shapes_and_reference(edge_runs):
+    r = edge_runs[(0, 0.1)]
+    assert len(r.loss) == cond.EOS["steps"] + 1 and len(r.ratio) == cond.EOS["steps"]
+    assert r.lam_start == pytest.approx(0.573, abs=0.005)  # "≈ 0.57", 2/λ = 3.49 (all kernel sets)
+    with pytest.raises(ValueError):
+        cond.edge_of_stability_run(-1.0)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_the_ratio_crossing_one_is_when_the_loss_rises(edge_runs, seed):
+    small, mid, large = (edge_runs[(seed, lr)] for lr in cond.EOS["lrs"])
+    assert 3.0 < 2 / small.lam_start < 4.2  # ε = 3 is close to 2/λ_max(θ₀) (3.49, 3.66, 4.03)
+    # ε = 0.1: ratio < 0.02 at every step (max 0.0074 .. 0.011), the loss falls at every step
+    assert small.ratio.max() < 0.02 and not small.rises.any()
+    # ε = 1: the ratio comes to hover around 1 (median of the last 100 steps 0.91 .. 1.10)
+    assert 0.7 < np.median(mid.ratio[100:]) < 1.4
+    for r in (mid, large):
+        assert (r.ratio > 1).any() and r.rises.any()
+        # steps with ratio > 1 raise J far more often (0.47 .. 0.70 vs 0.05 .. 0.12)
+        assert r.rise_fraction(True) > 3 * r.rise_fraction(False)
+    # ε = 1 still makes progress on the whole (J_200 ≈ 0.04); ε = 3 does not keep it: median J of
+    # the last 100 steps 0.76 .. 1.61 vs 0.22 .. 0.36 (ratio ≥ 2.6), worst rise 1.28 .. 60
+    # (ε = 1: ≤ 0.57), rises in 32 .. 41 % of the steps, ratio > 1 in 64 .. 79 % of them
+    assert mid.loss[-1] < 0.1
+    assert np.median(large.loss[100:]) > 2 * np.median(mid.loss[100:])
+    assert np.diff(large.loss).max() > 1 and np.diff(mid.loss).max() < 1
+    assert np.mean(large.ratio > 1) > 0.5 and large.rises.mean() > 0.28
+
+
+def test_exercise_4_steps_near_the_stability_limit():
+    # solutions/ch03, exercise 4 prints these (float64 NumPy: the same on every kernel set)
+    from course_lib.landscapes import Quadratic
+    J = Quadratic(condition_number=100, dim=10, seed=0)
+    lam_max = float(J.eigenvalues.max())
+    steps = [cond.iterations_to_tolerance(J, f / lam_max) for f in (1.0, 1.9, 2.1)]
+    assert steps == [522, 274, None]
