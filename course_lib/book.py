@@ -146,6 +146,12 @@ def prepare(nb: nbformat.NotebookNode, src: str, site: dict[str, str]) -> nbform
             data = out.get("data", {})
             if "text/html" in data:
                 data["text/html"] = _FONT_AWESOME.sub("", data["text/html"])
+            if "image/gif" in data and "text/html" not in data:
+                # nbconvert shows no GIF (not in its display priority): an <img> the browser
+                # animates by itself (plots.animation_player's stored frames)
+                gif = "".join(str(data.pop("image/gif")).split())
+                data["text/html"] = (f'<img src="data:image/gif;base64,{gif}" '
+                                     f'alt="animation (plays by itself)">')
             if WIDGET_VIEW not in data:
                 outputs.append(out)
                 continue
