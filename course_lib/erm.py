@@ -585,13 +585,11 @@ def stopping_epochs(values: Sequence[float], patience: int, mode: str = "min") -
     value is strictly better than the best so far; stop after `patience` epochs without
     improvement; if that never happens, the stop epoch is the last one.
     """
-    _check("patience", patience, _is_int(patience) and patience >= 1, "an int >= 1")
-    _check("mode", mode, mode in ("min", "max"), "'min' or 'max'")
-    sign = 1.0 if mode == "min" else -1.0
-    best, best_epoch, bad = math.inf, None, 0
+    rule = EarlyStopping(patience=patience, mode=mode)  # checks patience and mode
+    best, best_epoch, bad = None, None, 0
     for epoch, v in enumerate(values, 1):
-        if sign * v < best:
-            best, best_epoch, bad = sign * v, epoch, 0
+        if rule.improved(v, best):
+            best, best_epoch, bad = v, epoch, 0
         else:
             bad += 1
             if bad >= patience:
