@@ -416,10 +416,10 @@ def export(out: Path, *, feedback: bool = True) -> Path:
         fields, rows = list(reader.fieldnames or []), list(reader)
     source = course / "source"
     chapters = assignments(source) if source.is_dir() else []
+    graded = [r for r in rows
+              if r.get("status", "").startswith("graded") and r.get("assignment") in chapters]
     with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gb:
-        for row in rows:
-            if not row.get("status", "").startswith("graded") or row.get("assignment") not in chapters:
-                continue
+        for row in graded:
             multi = len({t[0] for t in _tests(source, row["assignment"])}) > 1
             pending = _fill_scores(row, gb, row["assignment"], row["student_id"], multi)
             if pending is not None:
@@ -431,17 +431,13 @@ def export(out: Path, *, feedback: bool = True) -> Path:
     keep.mkdir(parents=True)
     shutil.move(str(path), keep / "scores.csv")
     if feedback:
-        fresh = _feedback(course, [(r["assignment"], r["student_id"]) for r in rows
-                                   if r.get("status", "").startswith("graded") and r.get("assignment") in chapters])
+        fresh = _feedback(course, [(r["assignment"], r["student_id"]) for r in graded])
         if (out / "feedback").exists():
             shutil.copytree(out / "feedback", keep / "feedback")
         for chapter, sid in fresh:
             shutil.copytree(course / "feedback" / sid / chapter, out / "feedback" / sid / chapter,
                             dirs_exist_ok=True)
-    with open(path, "w", newline="", encoding="utf-8") as fh:
-        writer = csv.DictWriter(fh, fieldnames=fields, restval="")
-        writer.writeheader()
-        writer.writerows(rows)
+    _write_rows(path, fields, rows)
     return path
 
 
@@ -475,6 +471,10 @@ def _write_csv(path: Path, rows: list[dict], source: Path, chapters: list[str]) 
         for nb, gid, _ in tests:
             col = _column(ch, nb, gid, multi)
             fields += [col, col + " max"]
+    _write_rows(path, fields, rows)
+
+
+def _write_rows(path: Path, fields: list[str], rows: list[dict]) -> None:
     with open(path, "w", newline="", encoding="utf-8") as fh:
         writer = csv.DictWriter(fh, fieldnames=fields, restval="")
         writer.writeheader()
