@@ -521,3 +521,16 @@ def test_effective_step_numbers(effective_runs):
     assert np.max(np.abs(med[:3, 0] - med[:3, 1])) < spread
     # at the same ε (0.03), α = 0.9 (ε_eff = 0.3) is far better than SGD (ε_eff = 0.03)
     assert med[1, 1] < med[0, 0] - 0.4
+
+
+@pytest.mark.parametrize("method", ["heavy_ball", "nesterov"])
+def test_vectorised_grid_counts_the_same_steps_as_steps_to_accuracy(method):
+    """tuning_grid's vectorised loop (one array for the whole (ε, α) grid) against the
+    one-run reference steps_to_accuracy, at grid points that converge and one that does not."""
+    lam = mom.spectrum(100.0, 20) / 100.0
+    lrs, alphas = np.array([0.5, 1.0, 1.3, 3.0, 4.5]), np.array([0.3, 0.8, 0.79, 0.5, 0.95])
+    grid = mom._grid_first_below(lam, lrs, alphas, method == "nesterov", 1e-6, 2000)
+    for k, (lr, a) in enumerate(zip(lrs, alphas)):
+        ref = mom.steps_to_accuracy(method, lam, np.ones(lam.size), tol=1e-6, max_steps=2000,
+                                    lr=float(lr), momentum=float(a))
+        assert (np.isnan(grid[k]) and ref is None) or grid[k] == ref, (lr, a, grid[k], ref)
