@@ -1,9 +1,15 @@
-"""Small helpers shared by every module: seeding and device choice."""
+"""Small helpers shared by every module: seeding, device choice, threads, and results shared
+between a notebook and its tests."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import functools
+import hashlib
 import os
+import pickle
 import random
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -91,3 +97,93 @@ def single_thread():
         yield
     finally:
         torch.set_num_threads(before)
+
+
+# --- one computation shared by a notebook and its tests ------------------------------------------
+SHARED_RESULTS_ENV = "COURSE_LIB_SHARED_RESULTS"
+_SIMPLE = (type(None), bool, int, float, str)
+
+
+def _canonical(value):
+    """A stable text for simple arguments; TypeError for anything else (then nothing is shared)."""
+    if isinstance(value, _SIMPLE):
+        return repr(value)
+    if isinstance(value, (np.integer, np.floating)):
+        return repr(value.item())
+    if isinstance(value, (tuple, list)):
+        return f"{type(value).__name__}({','.join(_canonical(v) for v in value)})"
+    if isinstance(value, dict) and all(isinstance(k, str) for k in value):
+        return "{" + ",".join(f"{k!r}:{_canonical(value[k])}" for k in sorted(value)) + "}"
+    if dataclasses.is_dataclass(value) and not isinstance(value, type) and value.__dataclass_params__.frozen:
+        return f"{type(value).__qualname__}{_canonical(dataclasses.asdict(value))}"
+    raise TypeError(f"not shareable: {type(value).__name__}")
+
+
+@functools.lru_cache(maxsize=1)
+def _library_digest() -> str:
+    """A digest of course_lib's source: a change to any module invalidates every shared result."""
+    h = hashlib.sha256(torch.__version__.encode())
+    package = Path(__file__).resolve().parent
+    for path in sorted(package.rglob("*.py")):
+        h.update(str(path.relative_to(package)).encode())
+        h.update(path.read_bytes())
+    return h.hexdigest()
+
+
+def _rng_states():
+    return random.getstate(), np.random.get_state(), torch.get_rng_state()
+
+
+def _set_rng_states(states):
+    random.setstate(states[0])
+    np.random.set_state(states[1])
+    torch.set_rng_state(states[2])
+
+
+def shared_result(fn):
+    """Decorator for an expensive experiment that a chapter and its tests both run.
+
+    It changes nothing unless the environment variable ``COURSE_LIB_SHARED_RESULTS`` names a
+    folder, which only the test suite sets (``tests/conftest.py``, a new empty folder per run).
+    Then the first call with given arguments — in the notebook's kernel under nbval or in a test
+    — computes as usual and stores the result (with the random-number state it leaves behind);
+    a later call with the same arguments, the same ``course_lib`` source, torch version, kernel
+    set and thread count loads it instead of computing it again.  So each experiment runs once
+    per test run, on the machine under test, and both the stored notebook (nbval) and the
+    tests' assertions check that one fresh computation.  Calls whose arguments are not plain
+    numbers, strings, tuples, lists or dicts of them, or whose result cannot be pickled, are
+    simply computed.  The uppercase module constants the function reads are part of the key.
+    """
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        folder = os.environ.get(SHARED_RESULTS_ENV)
+        if not folder:
+            return fn(*args, **kwargs)
+        try:
+            constants = {n: fn.__globals__[n] for n in fn.__code__.co_names
+                         if n.isupper() and n in fn.__globals__}
+            key = hashlib.sha256("|".join([
+                _library_digest(), fn.__module__, fn.__qualname__, _canonical(list(args)),
+                _canonical(kwargs), _canonical(constants),
+                os.environ.get("ATEN_CPU_CAPABILITY", ""), str(torch.get_num_threads())]).encode()
+            ).hexdigest()
+        except TypeError:
+            return fn(*args, **kwargs)
+        path = Path(folder) / f"{fn.__qualname__}-{key[:24]}.pkl"
+        try:
+            result, states = pickle.loads(path.read_bytes())
+        except (OSError, EOFError, pickle.UnpicklingError, AttributeError, ValueError):
+            pass
+        else:
+            _set_rng_states(states)
+            return result
+        result = fn(*args, **kwargs)
+        try:
+            data = pickle.dumps((result, _rng_states()))
+            tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+            tmp.write_bytes(data)
+            os.replace(tmp, path)
+        except (OSError, pickle.PicklingError, TypeError, AttributeError):
+            pass
+        return result
+    return wrapper

@@ -3,13 +3,33 @@
 Unit tests draw without a screen.  (Only this process: notebook kernels started by nbval keep
 their inline backend, so stored figures stay figures.)
 """
+import os
+import shutil
+import tempfile
+
 import matplotlib
 import torch
 import pytest
 
-from course_lib.utils import single_thread
+from course_lib.utils import SHARED_RESULTS_ENV, single_thread
 
 matplotlib.use("Agg")
+_CREATED = []
+
+
+def pytest_configure(config):
+    """One folder per test run where `course_lib.utils.shared_result` keeps the expensive
+    experiments a chapter and its tests both run: whichever runs first computes, the other
+    loads (see its docstring).  Set here, in the first pytest process, before xdist starts its
+    workers and nbval its kernels, which all inherit it."""
+    if not os.environ.get(SHARED_RESULTS_ENV):
+        os.environ[SHARED_RESULTS_ENV] = tempfile.mkdtemp(prefix="course-lib-shared-")
+        _CREATED.append(os.environ[SHARED_RESULTS_ENV])
+
+
+def pytest_unconfigure(config):
+    for folder in _CREATED:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture(scope="module", autouse=True)
