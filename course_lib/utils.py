@@ -3,12 +3,12 @@ between a notebook and its tests."""
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import functools
 import hashlib
 import os
 import pickle
 import random
+import types
 from pathlib import Path
 
 import numpy as np
@@ -114,8 +114,17 @@ def _canonical(value):
         return f"{type(value).__name__}({','.join(_canonical(v) for v in value)})"
     if isinstance(value, dict) and all(isinstance(k, str) for k in value):
         return "{" + ",".join(f"{k!r}:{_canonical(value[k])}" for k in sorted(value)) + "}"
-    if dataclasses.is_dataclass(value) and not isinstance(value, type) and value.__dataclass_params__.frozen:
-        return f"{type(value).__qualname__}{_canonical(dataclasses.asdict(value))}"
+    if isinstance(value, torch.Tensor):
+        value = value.detach().cpu().numpy()
+    if isinstance(value, np.ndarray):
+        return f"array({value.dtype},{value.shape},{hashlib.sha256(value.tobytes()).hexdigest()})"
+    if isinstance(value, (type, types.FunctionType)):
+        if "<" in value.__qualname__:  # a lambda or a local function: its name says too little
+            raise TypeError(f"not shareable: {value.__qualname__}")
+        return f"{value.__module__}.{value.__qualname__}"
+    if (hasattr(value, "__dict__") and not callable(value)
+            and not isinstance(value, (types.ModuleType, torch.nn.Module))):
+        return f"{type(value).__module__}.{type(value).__qualname__}{_canonical(vars(value))}"
     raise TypeError(f"not shareable: {type(value).__name__}")
 
 
@@ -151,8 +160,9 @@ def shared_result(fn):
     set and thread count loads it instead of computing it again.  So each experiment runs once
     per test run, on the machine under test, and both the stored notebook (nbval) and the
     tests' assertions check that one fresh computation.  Calls whose arguments are not plain
-    numbers, strings, tuples, lists or dicts of them, or whose result cannot be pickled, are
-    simply computed.  The uppercase module constants the function reads are part of the key.
+    numbers, strings, arrays, tensors, named functions or classes, or tuples, lists, dicts and
+    plain objects of them (a lambda, a module, an ``nn.Module`` is not), or whose result cannot
+    be pickled, are simply computed.  The uppercase module constants the function reads are part of the key.
     """
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
