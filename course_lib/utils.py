@@ -139,14 +139,72 @@ def _library_digest() -> str:
     return h.hexdigest()
 
 
-def _rng_states():
-    return random.getstate(), np.random.get_state(), torch.get_rng_state()
+_GENERATORS = {  # name: (get state, set state, (owner, name of its seeding function))
+    "random": (random.getstate, random.setstate, (random, "seed")),
+    "numpy": (np.random.get_state, np.random.set_state, (np.random, "seed")),
+    "torch": (torch.get_rng_state, torch.set_rng_state, (torch, "manual_seed")),
+}
 
 
-def _set_rng_states(states):
-    random.setstate(states[0])
-    np.random.set_state(states[1])
-    torch.set_rng_state(states[2])
+def _digest(state) -> str:
+    """Of a generator's state (torch's is a tensor, whose pickle is not byte-stable)."""
+    if isinstance(state, torch.Tensor):
+        state = state.numpy()
+    if isinstance(state, np.ndarray):
+        return hashlib.sha256(state.tobytes()).hexdigest()
+    if isinstance(state, tuple):
+        return hashlib.sha256("".join(_digest(x) for x in state).encode()).hexdigest()
+    return hashlib.sha256(repr(state).encode()).hexdigest()
+
+
+@contextlib.contextmanager
+def _watch_global_rngs(record: dict):
+    """Record, per global generator, whether the call leaves it untouched, reseeds it before
+    drawing from it (then what follows does not depend on the caller's state), or draws from the
+    caller's state (then the result may depend on it)."""
+    entry = {g: _digest(get()) for g, (get, _, _) in _GENERATORS.items()}
+    first_seed = {}
+    originals = {}
+    for g, (get, _, (owner, name)) in _GENERATORS.items():
+        original = getattr(owner, name)
+        originals[g] = (owner, name, original)
+
+        def seeding(*args, _g=g, _get=get, _original=original, **kwargs):
+            first_seed.setdefault(_g, _digest(_get()) == entry[_g])
+            return _original(*args, **kwargs)
+        setattr(owner, name, seeding)
+    try:
+        yield
+    finally:
+        for owner, name, original in originals.values():
+            setattr(owner, name, original)
+        for g, (get, _, _) in _GENERATORS.items():
+            state = get()
+            if _digest(state) == entry[g]:
+                record[g] = ("untouched", None, None)
+            elif first_seed.get(g):
+                record[g] = ("reseeded", None, state)
+            else:
+                record[g] = ("drawn", entry[g], state)
+
+
+def _replay_global_rngs(record: dict) -> bool:
+    """Leave every global generator as the computation left it, if that does not depend on the
+    caller's state; False (compute instead) when it does and the caller's state differs."""
+    for g, (kind, entry, _) in record.items():
+        if kind == "drawn" and _digest(_GENERATORS[g][0]()) != entry:
+            return False
+    for g, (kind, _, state) in record.items():
+        if kind != "untouched":
+            _GENERATORS[g][1](state)
+    return True
+
+
+def _load(path: Path):
+    try:
+        return pickle.loads(path.read_bytes())
+    except (OSError, EOFError, pickle.UnpicklingError, AttributeError, ValueError):
+        return None
 
 
 def shared_result(fn):
@@ -155,14 +213,20 @@ def shared_result(fn):
     It changes nothing unless the environment variable ``COURSE_LIB_SHARED_RESULTS`` names a
     folder, which only the test suite sets (``tests/conftest.py``, a new empty folder per run).
     Then the first call with given arguments — in the notebook's kernel under nbval or in a test
-    — computes as usual and stores the result (with the random-number state it leaves behind);
-    a later call with the same arguments, the same ``course_lib`` source, torch version, kernel
-    set and thread count loads it instead of computing it again.  So each experiment runs once
-    per test run, on the machine under test, and both the stored notebook (nbval) and the
-    tests' assertions check that one fresh computation.  Calls whose arguments are not plain
-    numbers, strings, arrays, tensors, named functions or classes, or tuples, lists, dicts and
-    plain objects of them (a lambda, a module, an ``nn.Module`` is not), or whose result cannot
-    be pickled, are simply computed.  The uppercase module constants the function reads are part of the key.
+    — computes as usual and stores the result; a later call with the same arguments, the same
+    ``course_lib`` source, torch version, kernel set and thread count loads it instead of
+    computing it again.  So each experiment runs once per test run, on the machine under test,
+    and both the stored notebook (nbval) and the tests' assertions check that one computation.
+
+    Global random generators (``random``, NumPy's, torch's) come out as if the function had run:
+    a generator the function reseeds before drawing from it, or never touches, is independent of
+    the caller; one it draws from without reseeding first makes the result depend on the
+    caller's state, so a later call shares the result only when that state is the same.
+
+    Calls whose arguments are not plain numbers, strings, arrays, tensors, named functions or
+    classes, or tuples, lists, dicts and plain objects of them (a lambda, a module, an
+    ``nn.Module`` is not), or whose result cannot be pickled, are simply computed.  The uppercase
+    module constants the function reads are part of the key.
     """
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
@@ -175,21 +239,28 @@ def shared_result(fn):
             key = hashlib.sha256("|".join([
                 _library_digest(), fn.__module__, fn.__qualname__, _canonical(list(args)),
                 _canonical(kwargs), _canonical(constants),
-                os.environ.get("ATEN_CPU_CAPABILITY", ""), str(torch.get_num_threads())]).encode()
+                os.environ.get("ATEN_CPU_CAPABILITY", ""), str(torch.get_num_threads()),
+                str(torch.get_default_dtype())]).encode()
             ).hexdigest()
         except TypeError:
             return fn(*args, **kwargs)
         path = Path(folder) / f"{fn.__qualname__}-{key[:24]}.pkl"
+        stored = _load(path)
+        if stored is not None:
+            if _replay_global_rngs(stored[1]):
+                return stored[0]
+            # computed from another caller's random state: one file per such state
+            drawn = sorted(g for g, (kind, _, _) in stored[1].items() if kind == "drawn")
+            states = "".join(_digest(_GENERATORS[g][0]()) for g in drawn)
+            path = path.with_name(f"{path.stem}-{hashlib.sha256(states.encode()).hexdigest()[:16]}.pkl")
+            stored = _load(path)
+            if stored is not None and _replay_global_rngs(stored[1]):
+                return stored[0]
+        record = {}
+        with _watch_global_rngs(record):
+            result = fn(*args, **kwargs)
         try:
-            result, states = pickle.loads(path.read_bytes())
-        except (OSError, EOFError, pickle.UnpicklingError, AttributeError, ValueError):
-            pass
-        else:
-            _set_rng_states(states)
-            return result
-        result = fn(*args, **kwargs)
-        try:
-            data = pickle.dumps((result, _rng_states()))
+            data = pickle.dumps((result, record))
             tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
             tmp.write_bytes(data)
             os.replace(tmp, path)

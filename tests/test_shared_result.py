@@ -59,3 +59,44 @@ def test_the_suite_sets_a_folder():
     import os
     assert os.environ.get(SHARED_RESULTS_ENV)
     assert utils._canonical({"a": (1, 2.5)}) == utils._canonical({"a": (1, 2.5)})
+
+
+@shared_result
+def draws_from_the_caller(n):
+    calls.append(("draw", n))
+    return torch.rand(n).sum().item()
+
+
+@shared_result
+def reseeds_first(n):
+    calls.append(("seed", n))
+    torch.manual_seed(n)
+    return torch.rand(n).sum().item()
+
+
+def test_a_result_that_depends_on_the_callers_random_state_is_shared_only_for_the_same_state(
+        monkeypatch, tmp_path):
+    monkeypatch.setenv(SHARED_RESULTS_ENV, str(tmp_path))
+    calls.clear()
+    torch.manual_seed(1)
+    a = draws_from_the_caller(3)
+    torch.manual_seed(2)
+    b = draws_from_the_caller(3)  # another caller's state: computed again, and differs
+    torch.manual_seed(1)
+    c = draws_from_the_caller(3)  # the first caller's state: shared
+    after_c = torch.rand(1)
+    torch.manual_seed(1)
+    torch.rand(3)
+    assert a == c != b and calls.count(("draw", 3)) == 2
+    assert torch.equal(after_c, torch.rand(1))
+
+
+def test_a_function_that_reseeds_first_is_shared_whatever_the_callers_state(monkeypatch, tmp_path):
+    monkeypatch.setenv(SHARED_RESULTS_ENV, str(tmp_path))
+    calls.clear()
+    torch.manual_seed(1)
+    a, after_a = reseeds_first(3), torch.rand(2)
+    torch.manual_seed(2)
+    b, after_b = reseeds_first(3), torch.rand(2)
+    assert a == b and calls.count(("seed", 3)) == 1 and torch.equal(after_a, after_b)
+    assert torch.manual_seed is torch.random.manual_seed or callable(torch.manual_seed)
