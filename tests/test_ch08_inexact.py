@@ -570,6 +570,7 @@ def test_truncated_gradient_looks_exact_but_only_the_full_one_learns():
     assert max(median[:-1]) < 0.6  # truncated: the median stays near chance
     assert max(ok[:-1]) <= 2  # at most 2 seeds of 5 for any k < T
     assert sum(ok[:-1]) == 5
+    assert ok[3] < ok[2]  # "which seeds learn is not monotone in k" (0, 2, 2, 1 of 5)
 
 
 def test_truncation_fails_at_a_second_lag_and_learning_rate():
