@@ -20,10 +20,14 @@ Four groups of tools, one per question of chapter 8:
 4. **Limits of optimization in practice** (§8.2.8).  :func:`width_sweep` trains MLPs of
    several widths on n-bit parity from many seeds and counts how often training fits every
    example; :func:`parity_network` builds by hand a network of width n that fits it exactly.
+5. **A real biased gradient** (§8.2.6 on a real network, with chapter 7's latching task).
+   :class:`TruncatedRNN` cuts back-propagation through time after the last k steps;
+   :func:`gradient_agreement` compares the truncated gradient ĝ_k with the full one, and
+   :func:`truncation_experiment` trains with ĝ_k (``TBPTT``, ``TBPTT_CHECKS``).
 
 The settings the chapter uses are the module constants (``NOISE``, ``NOISE_STDS``, ``BIAS``,
 ``LR_DECAY``, ``SEPARABLE``, ``LOGISTIC``, ``GAUSSIAN``, ``MOUNTAIN``, ``DESCENT``,
-``PARITY``), so that the notebook and ``tests/test_ch08_inexact.py`` run the very same
+``PARITY``, ``DECAY_RUNS``, ``TBPTT``), so that the notebook and ``tests/test_ch08_inexact.py`` run the very same
 experiments.
 
 References: Goodfellow, Bengio & Courville (2016), *Deep Learning*, §8.2.6–8.2.8 and §8.3.1;
@@ -31,7 +35,8 @@ Robbins & Monro (1951), *Ann. Math. Stat.*; Soudry, Hoffer, Nacson, Gunasekar & 
 *The implicit bias of gradient descent on separable data*, JMLR; Goodfellow, Vinyals & Saxe
 (2015), *Qualitatively characterizing neural network optimization problems*, ICLR;
 Blum & Rivest (1992), *Training a 3-node neural network is NP-complete*, Neural Networks;
-Minsky & Papert (1969), *Perceptrons*.
+Minsky & Papert (1969), *Perceptrons*; Williams & Peng (1990), *An efficient gradient-based
+algorithm for on-line training of recurrent network trajectories*, Neural Computation.
 """
 from __future__ import annotations
 
@@ -62,6 +67,11 @@ __all__ = [
     "SideComparison", "compare_sides", "ShadowEscape", "shadow_escape",
     "draw_mountain_descent",
     "parity_task", "parity_network", "sign_accuracy", "WidthSweep", "width_sweep",
+    "DECAY_RUNS", "plot_noise", "plot_biased_ends", "plot_logistic", "plot_gaussian_fits",
+    "plot_shadow_map", "plot_width_sweep",
+    "TBPTT", "TBPTT_CHECKS", "TBPTT_SUCCESS", "TruncatedRNN", "truncated_gradient",
+    "gradient_agreement", "train_truncated", "TruncationExperiment", "truncation_experiment",
+    "plot_truncation",
 ]
 
 # ----------------------------------------------------------------------------------------
@@ -75,6 +85,9 @@ NOISE_STDS = (0.0, 0.5, 1.0, 2.0, 4.0)
 BIAS = 0.5
 #: τ of the decaying learning rate ε_t = ε / (1 + t/τ)
 LR_DECAY = 20.0
+#: runs of the constant-ε / decaying-ε comparison at the last step (a single-step ensemble
+#: mean: 2000 runs put its sampling error near 2 %, where 200 runs left it near 7 %)
+DECAY_RUNS = 2000
 #: separable two-class data: class means, number of examples, seed
 SEPARABLE = dict(mean0=(-2.0, -1.0), mean1=(2.0, 1.0), n=40, seed=0)
 #: full-batch gradient descent for logistic regression: ε, T, and the weight decays λ compared
@@ -202,9 +215,9 @@ def predicted_noise_floor(H, lr: float, noise_std: float) -> float:
     r"""E[J(θ)] − J* of constant-ε SGD with isotropic noise, once it has settled, on
     J = ½(θ − θ*)ᵀH(θ − θ*).
 
-    Along an eigenvector of H (eigenvalue λ) the error obeys e_t = (1 − ελ) e_{t−1} − εσξ_t,
-    whose stationary variance v solves v = (1 − ελ)² v + ε²σ², so v = εσ² / (λ(2 − ελ)).
-    Each direction contributes ½ λ v:
+    Along an eigenvector of H (eigenvalue λ) the component z_t of θ_t − θ* obeys
+    z_t = (1 − ελ) z_{t−1} − εσξ_t, whose stationary variance s² solves s² = (1 − ελ)² s² + ε²σ²,
+    so s² = εσ² / (λ(2 − ελ)).  Each direction contributes ½ λ s²:
 
     .. math::
 
@@ -319,7 +332,7 @@ def max_margin_vector(X, s) -> np.ndarray:
         \hat w = \arg\min_w \|w\|^2 \quad\text{s.t.}\quad s_i\, w^\top \tilde x_i \ge 1
         \ \text{for all } i,
 
-    solved with scipy's SLSQP.  ‖ŵ‖ = 1/γ, with γ the largest margin.  Soudry et al. (2018)
+    solved with scipy's SLSQP.  ‖ŵ‖ is 1 over the largest margin.  Soudry et al. (2018)
     proved that gradient descent on the logistic loss of separable data satisfies
     w_t = ŵ ln t + O(ln ln t).  Raises ValueError if no such w exists (not separable).
     """
@@ -458,8 +471,8 @@ def gaussian_nll(residuals: torch.Tensor, log_beta: torch.Tensor) -> torch.Tenso
 
 
 def nll_floor(mse: float) -> float:
-    r"""min over β of the Gaussian NLL for a fixed fit with mean squared error m:
-    β = 1/m and NLL = ½(1 + ln(2π m)).  It tends to −∞ as m → 0."""
+    r"""min over β of the Gaussian NLL for a fixed fit with mean squared error r̄² (``mse``):
+    β = 1/r̄² and NLL = ½(1 + ln(2π r̄²)).  It tends to −∞ as r̄² → 0."""
     _check_positive("mse", mse)
     return 0.5 * (1.0 + math.log(2 * math.pi * mse))
 
@@ -732,37 +745,37 @@ def compare_sides(descents: Descents, landscape: Landscape, r_min: float = 4.0,
 
 
 class ShadowEscape(NamedTuple):
-    """Starts straight behind the mountain, offset sideways by δ: ``deltas``, ``arrivals``
+    """Starts straight behind the mountain, offset sideways by Δθ₂: ``offsets``, ``arrivals``
     (steps until arrival), ``lam_minus`` the negative Hessian eigenvalue λ₋ at the saddle,
-    ``measured_slope`` = d(arrival)/d ln(1/δ) fitted, ``predicted_slope`` = 1/ln(1 + ε|λ₋|)."""
-    deltas: np.ndarray
+    ``measured_slope`` = d(arrival)/d ln(1/Δθ₂) fitted, ``predicted_slope`` = 1/ln(1 + ε|λ₋|)."""
+    offsets: np.ndarray
     arrivals: np.ndarray
     lam_minus: float
     measured_slope: float
     predicted_slope: float
 
 
-def shadow_escape(landscape: Mountain, deltas, lr: float = DESCENT["lr"], steps: int = 3000,
+def shadow_escape(landscape: Mountain, offsets, lr: float = DESCENT["lr"], steps: int = 3000,
                   radius: float = DESCENT["radius"]) -> ShadowEscape:
-    r"""Gradient descent from (θ₁, δ) with θ₁ straight behind the mountain at distance
-    ``radius`` from θ*, for each offset δ > 0.
+    r"""Gradient descent from (θ₁, Δθ₂) with θ₁ straight behind the mountain at distance
+    ``radius`` from θ*, for each sideways offset Δθ₂ > 0.
 
     Near the saddle the sideways offset grows by the factor 1 + ε|λ₋| per step, so escaping
-    takes ≈ ln(c/δ) / ln(1 + ε|λ₋|) steps: a delay linear in ln(1/δ), without upper bound.
+    takes ≈ ln(c/Δθ₂) / ln(1 + ε|λ₋|) steps: a delay linear in ln(1/Δθ₂), without upper bound.
     """
-    deltas = np.asarray(deltas, dtype=np.float64).ravel()
-    if deltas.size < 2 or not (deltas > 0).all():
-        raise ValueError(f"Invalid deltas: {deltas.tolist()} (expected at least 2 numbers > 0)")
+    offsets = np.asarray(offsets, dtype=np.float64).ravel()
+    if offsets.size < 2 or not (offsets > 0).all():
+        raise ValueError(f"Invalid offsets: {offsets.tolist()} (expected at least 2 numbers > 0)")
     if landscape.saddles.shape[0] != 1:
         raise ValueError("Invalid landscape: expected one saddle behind the mountain")
     x_behind = start_on_circle(landscape, 180.0, radius)[0]
-    runs = descend_from(landscape, np.stack([np.full_like(deltas, x_behind), deltas], axis=1),
+    runs = descend_from(landscape, np.stack([np.full_like(offsets, x_behind), offsets], axis=1),
                         lr=lr, steps=steps)
     if (runs.arrivals < 0).any():
         raise ValueError(f"Invalid steps: {steps} (some starts had not arrived; use more steps)")
     lam_minus = torch.linalg.eigvalsh(landscape.hessian(landscape.saddles[0]))[0].item()
-    measured = float(np.polyfit(np.log(1 / deltas), runs.arrivals, 1)[0])
-    return ShadowEscape(deltas, runs.arrivals, lam_minus, measured,
+    measured = float(np.polyfit(np.log(1 / offsets), runs.arrivals, 1)[0])
+    return ShadowEscape(offsets, runs.arrivals, lam_minus, measured,
                         1 / math.log(1 + lr * abs(lam_minus)))
 
 
@@ -868,3 +881,379 @@ def width_sweep(widths: Sequence[int] = PARITY["widths"], seeds: Sequence[int] =
     acc = np.array(acc)
     return WidthSweep(np.array(widths), np.array(list(seeds)), acc, np.array(loss),
                       (acc == 1.0).mean(axis=1))
+
+
+# ----------------------------------------------------------------------------------------
+# 5. A real biased gradient: truncated back-propagation through time (§8.2.6 and chapter 7)
+# ----------------------------------------------------------------------------------------
+#: truncated BPTT on chapter 7's latching task (``course_lib.long_term``): the lag T, the
+#: truncations k compared, ε of SGD with momentum, the seeds; the rest (16 tanh units, the
+#: distractor noise, data sizes, minibatch 32, 150 steps, momentum 0.9) is chapter 7's ``LATCH``
+TBPTT = dict(lag=10, truncations=(1, 2, 5, 9, 10), lr=0.1, seeds=(0, 1, 2, 3, 4))
+#: the same comparison at a second lag and at a second learning rate: (lag T, ε); the
+#: truncations there are 1, T/2 and T
+TBPTT_CHECKS = ((8, 0.1), (10, 0.2))
+#: a run counts as a success when its test accuracy exceeds this (chance: 1/2)
+TBPTT_SUCCESS = 0.9
+
+
+class TruncatedRNN(nn.Module):
+    r"""A :class:`~course_lib.models.VanillaRNN` whose backward pass stops k steps before
+    the loss (truncated back-propagation through time, Williams & Peng, 1990).
+
+    The forward pass is the RNN's own, h_t = tanh(W h_{t−1} + U x_t + b), o = V h_T + c, so
+    the loss is unchanged; only h_{T−k} is detached from the graph, so the gradient keeps the
+    terms of the last k steps and drops every path through h_{T−k}:
+
+    .. math::
+
+        \hat g_k = \sum_{t = T-k+1}^{T} \frac{\partial L}{\partial h_t}
+        \frac{\partial^+ h_t}{\partial \theta},
+
+    where ∂⁺ is the derivative of step t alone.  For k ≥ T it is the full gradient (h_0 = 0
+    does not depend on θ).  The parameters are those of ``rnn`` (shared, not copied).
+    """
+
+    def __init__(self, rnn, k: int) -> None:
+        _check_positive("k", k, integer=True)
+        super().__init__()
+        self.rnn, self.k = rnn, int(k)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        T = x.shape[1]
+        cut = max(T - self.k, 0)
+        h = None
+        if cut > 0:
+            with torch.no_grad():
+                h = self.rnn.states(x[:, :cut])[-1]
+        h_T = self.rnn.states(x[:, cut:], h)[-1]
+        return h_T @ self.rnn.V.T + self.rnn.c
+
+
+def truncated_gradient(rnn, X: torch.Tensor, y: torch.Tensor, k: int) -> torch.Tensor:
+    """ĝ_k of the mean cross-entropy of ``rnn`` on (X, y), as one flat vector over all the
+    parameters (see :class:`TruncatedRNN`); k ≥ T gives the full gradient."""
+    with single_thread():
+        loss = nn.functional.cross_entropy(TruncatedRNN(rnn, k)(X), y)
+        grads = torch.autograd.grad(loss, list(rnn.parameters()))
+    return torch.cat([g.reshape(-1) for g in grads]).detach()
+
+
+def gradient_agreement(rnn, X: torch.Tensor, y: torch.Tensor,
+                       truncations: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+    """For each k: cos ∠(ĝ_k, g) and ‖ĝ_k‖/‖g‖, with g the full gradient (BPTT through all
+    T steps), both on (X, y)."""
+    full = truncated_gradient(rnn, X, y, X.shape[1])
+    cos, ratio = [], []
+    for k in truncations:
+        g = truncated_gradient(rnn, X, y, k)
+        cos.append(float(g @ full / (g.norm() * full.norm())))
+        ratio.append(float(g.norm() / full.norm()))
+    return np.array(cos), np.array(ratio)
+
+
+def _latch_setup(lag: int, seed: int):
+    """Chapter 7's data and initial network for one seed (as ``long_term.train_latching``)."""
+    from course_lib.long_term import LATCH, latching_task
+    from course_lib.models import VanillaRNN
+
+    X, y = latching_task(lag, LATCH["n_train"], 1000 + seed, LATCH["noise"])
+    Xt, yt = latching_task(lag, LATCH["n_test"], 2000 + seed, LATCH["noise"])
+    rnn = VanillaRNN(1, LATCH["hidden_size"], 2,
+                     generator=torch.Generator().manual_seed(seed)).double()
+    return rnn, (X, y), (Xt, yt)
+
+
+def train_truncated(lag: int, k: int, seed: int, lr: float = TBPTT["lr"],
+                    steps: int | None = None):
+    """Train chapter 7's latching RNN at ``lag`` with the k-step truncated gradient, through
+    :func:`course_lib.train.train` (SGD with momentum, the budget of ``long_term.LATCH``
+    unless ``steps`` is given).  With k ≥ lag it is exactly
+    ``long_term.train_latching(lag, seed, lr=lr)``.  Returns (test accuracy, trained RNN)."""
+    from course_lib.long_term import LATCH
+    from course_lib.optim import SGD
+    from course_lib.train import evaluate, train
+
+    _check_positive("lag", lag, integer=True)
+    _check_positive("lr", lr)
+    rnn, train_data, test_data = _latch_setup(lag, seed)
+    loss_fn = nn.CrossEntropyLoss()
+    opt = SGD(rnn.parameters(), lr=lr, momentum=LATCH["momentum"])
+    with single_thread():
+        train(TruncatedRNN(rnn, k), loss_fn, opt, train_data, epochs=10 ** 6,
+              max_steps=LATCH["steps"] if steps is None else steps,
+              batch_size=LATCH["batch_size"], seed=seed)
+        acc = evaluate(rnn, loss_fn, test_data)["accuracy"]
+    return float(acc), rnn
+
+
+class TruncationExperiment(NamedTuple):
+    """Truncated BPTT at one lag T and learning rate ε, K truncations × S seeds.
+
+    Attributes:
+        lag, lr: T and ε.
+        truncations: (K,) the k's.  seeds: (S,).
+        accuracy: (K, S) test accuracy after training with ĝ_k.
+        cos_init, ratio_init: (K, S) cos ∠(ĝ_k, g) and ‖ĝ_k‖/‖g‖ of the initial network.
+        cos_trained, ratio_trained: (K, S) the same for the network trained with the full
+            gradient (k = T), on the same test sequences.
+    """
+    lag: int
+    lr: float
+    truncations: np.ndarray
+    seeds: np.ndarray
+    accuracy: np.ndarray
+    cos_init: np.ndarray
+    ratio_init: np.ndarray
+    cos_trained: np.ndarray
+    ratio_trained: np.ndarray
+
+    def successes(self, threshold: float = TBPTT_SUCCESS) -> np.ndarray:
+        """(K,) how many seeds exceed ``threshold`` test accuracy, per truncation."""
+        return (self.accuracy > threshold).sum(axis=1)
+
+    def median(self, name: str) -> np.ndarray:
+        """(K,) the median over seeds of the attribute ``name`` (e.g. ``"cos_init"``)."""
+        return np.median(getattr(self, name), axis=1)
+
+
+def truncation_experiment(lag: int = TBPTT["lag"], truncations: Sequence[int] | None = None,
+                          seeds: Sequence[int] = TBPTT["seeds"],
+                          lr: float = TBPTT["lr"]) -> TruncationExperiment:
+    """For every seed and truncation k: the bias of ĝ_k against the full gradient
+    (:func:`gradient_agreement` on the test sequences, before training and after training
+    with the full gradient) and the test accuracy after training with ĝ_k
+    (:func:`train_truncated`).  Default truncations: 1, T/2 and T (the chapter's main
+    comparison is ``truncation_experiment(**TBPTT)``)."""
+    _check_positive("lag", lag, integer=True)
+    if truncations is None:
+        truncations = tuple(sorted({1, max(lag // 2, 1), lag}))
+    ks = [int(k) for k in truncations]
+    if not ks or any(k < 1 for k in ks) or lag not in ks:
+        raise ValueError(f"Invalid truncations: {list(truncations)!r} (expected ints >= 1, "
+                         f"including the lag {lag}, the full gradient)")
+    seeds = [int(s) for s in seeds]
+    shape = (len(ks), len(seeds))
+    acc, ci, ri, ct, rt = (np.zeros(shape) for _ in range(5))
+    for j, seed in enumerate(seeds):
+        rnn, _, (Xt, yt) = _latch_setup(lag, seed)
+        ci[:, j], ri[:, j] = gradient_agreement(rnn, Xt, yt, ks)
+        for i, k in enumerate(ks):
+            acc[i, j], trained = train_truncated(lag, k, seed, lr)
+            if k == lag:
+                ct[:, j], rt[:, j] = gradient_agreement(trained, Xt, yt, ks)
+    return TruncationExperiment(int(lag), float(lr), np.array(ks), np.array(seeds), acc,
+                                ci, ri, ct, rt)
+
+
+def plot_truncation(main: TruncationExperiment, checks: Sequence[TruncationExperiment] = (),
+                    axes=None):
+    """Left: the median over seeds of cos ∠(ĝ_k, g) and ‖ĝ_k‖/‖g‖ against k, for the initial
+    and the trained network of ``main``.  Right: test accuracy against k/T, every seed (dots)
+    and the median (line), for ``main`` and each of ``checks``, with chance at 1/2.
+    Returns the two Axes."""
+    import matplotlib.pyplot as plt
+
+    if axes is None:
+        _, axes = plt.subplots(1, 2, figsize=(12.5, 4.3))
+    ax, bx = axes
+    k = main.truncations
+    for which, ls in (("init", "--"), ("trained", "-")):
+        state = "initial net" if which == "init" else "trained net (full BPTT)"
+        ax.plot(k, main.median(f"cos_{which}"), "o" + ls, color="C0",
+                label=f"cos ∠(ĝ_k, g), {state}")
+        ax.plot(k, main.median(f"ratio_{which}"), "s" + ls, color="C1", ms=4,
+                label=f"‖ĝ_k‖ / ‖g‖, {state}")
+    ax.set(xlabel=f"truncation k (steps back-propagated; lag T = {main.lag})",
+           ylabel=f"median over {len(main.seeds)} seeds", xticks=k)
+    ax.legend(fontsize="x-small")
+    for n, exp in enumerate((main, *checks)):
+        x = exp.truncations / exp.lag
+        color = f"C{n + 2}"
+        for j in range(len(exp.seeds)):
+            bx.plot(x + 0.012 * (n - 1), exp.accuracy[:, j], "o", color=color, ms=3, alpha=0.5)
+        bx.plot(x, np.median(exp.accuracy, axis=1), "-", color=color, lw=2,
+                label=f"T = {exp.lag}, ε = {exp.lr:g}: median of {len(exp.seeds)} seeds")
+    bx.axhline(0.5, color="gray", ls=":", label="chance")
+    bx.set(xlabel="truncation k / lag T", ylabel="test accuracy")
+    bx.legend(fontsize="x-small")
+    return ax, bx
+
+
+# ----------------------------------------------------------------------------------------
+# The chapter's figures
+# ----------------------------------------------------------------------------------------
+def plot_noise(J, noise_runs: dict, decayed: NoisyRuns, constant: NoisyRuns, lr: float,
+               axes=None):
+    """Left: the measured noise floor (:func:`noise_floor` of ``noise_runs``, keyed by σ)
+    against σ², with :func:`predicted_noise_floor`.  Right: the mean excess cost of the
+    ``constant``-ε runs and of the ``decayed`` ones against t, with the predicted floor of
+    σ = 1.  Returns the two Axes."""
+    import matplotlib.pyplot as plt
+
+    if axes is None:
+        _, axes = plt.subplots(1, 2, figsize=(12, 4.2))
+    a1, a2 = axes
+    stds = [sd for sd in noise_runs if sd > 0]
+    var = np.array(stds) ** 2
+    a1.loglog(var, [noise_floor(noise_runs[sd]) for sd in stds], "o", ms=8,
+              label=f"measured ({noise_runs[stds[0]].losses.shape[1]} runs)")
+    a1.loglog(var, [predicted_noise_floor(J.H, lr, sd) for sd in stds], "-", label="predicted")
+    a1.set_xlabel(r"gradient noise variance $\sigma^2$")
+    a1.set_ylabel(r"$\mathbb{E}[J(\theta)] - J^*$ where SGD settles")
+    a1.set_title("The error floor grows like the variance $\\sigma^2$", fontsize="medium")
+    a1.legend()
+    t = np.arange(decayed.losses.shape[0])
+    for label, r in [(r"constant $\epsilon$", constant),
+                     (r"$\epsilon_t = \epsilon/(1+t/\tau)$", decayed)]:
+        a2.semilogy(t, r.losses.mean(axis=1) - J.min_value, label=label)
+    a2.axhline(predicted_noise_floor(J.H, lr, 1.0), color="gray", ls="--", lw=1,
+               label="predicted floor (constant ε)")
+    a2.set_xlabel("step t")
+    a2.set_ylabel(rf"$\mathbb{{E}}[J(\theta_t)] - J^*$ (mean of {decayed.losses.shape[1]} runs)")
+    a2.set_title("σ = 1: a decaying learning rate sinks below the floor", fontsize="medium")
+    a2.legend()
+    return a1, a2
+
+
+def plot_biased_ends(J, biased: dict, ax=None):
+    """The deterministic runs with a bias (``biased``: name → (NoisyRuns, predicted end)) on
+    the contours of J, with the predicted end points θ* − H⁻¹b (✚).  Returns the Axes."""
+    import matplotlib.pyplot as plt
+
+    from course_lib.plots import contour
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6.4, 5))
+    contour(J, ax=ax, bounds=((-2.0, 1.0), (-1.0, 1.5)))
+    for name, (run, target) in biased.items():
+        ax.plot(run.path[:, 0, 0], run.path[:, 0, 1], marker="o", ms=2, lw=1.2,
+                label=f"bias along the {name} direction")
+        ax.scatter(*target, marker="P", s=160, color="white", edgecolor="black", zorder=6)
+    ax.scatter([], [], marker="P", s=100, color="white", edgecolor="black",
+               label=r"predicted $\theta^* - H^{-1}b$")
+    ax.legend(loc="upper right", fontsize="small")
+    ax.set_title("The same ‖b‖ shifts the end point 10× more\nalong the flat direction",
+                 fontsize="medium")
+    return ax
+
+
+def plot_logistic(X, s, w_hat, logit: LogisticRuns, axes=None):
+    """Logistic regression on separable data: the loss and ‖w_t‖ against t for every λ of
+    ``logit`` (with ‖ŵ‖ ln t + const), and the data with the decision boundaries of GD
+    (λ = 0 and the second λ) and of the hard-margin ŵ.  Returns the three Axes."""
+    import matplotlib.pyplot as plt
+
+    if axes is None:
+        _, axes = plt.subplots(1, 3, figsize=(16, 4.3))
+    X, s = np.asarray(X), np.asarray(s)
+    ts = np.maximum(logit.steps, 1)
+    for j, lam in enumerate(logit.weight_decays):
+        axes[0].loglog(ts, logit.losses[:, j], label=f"λ = {lam:g}")
+        axes[1].semilogx(ts, logit.norms[:, j], label=f"λ = {lam:g}")
+    line_t = ts[ts >= 100]
+    offset = logit.norms[-1, 0] - np.linalg.norm(w_hat) * np.log(ts[-1])
+    axes[1].semilogx(line_t, np.linalg.norm(w_hat) * np.log(line_t) + offset, "k--", lw=1,
+                     label=r"$\|\hat w\| \ln t$ + const")
+    axes[0].set(xlabel="step t", ylabel="mean logistic loss",
+                title="λ = 0: the loss keeps falling towards 0")
+    axes[1].set(xlabel="step t (log scale)", ylabel=r"$\|w_t\|$",
+                title=r"λ = 0: $\|w\|$ grows like $\|\hat w\|\,\ln t$, without bound")
+    for ax in axes[:2]:
+        ax.legend()
+        ax.title.set_fontsize("medium")
+    ax = axes[2]
+    ax.scatter(X[:, 0], X[:, 1], c=s, cmap="coolwarm", edgecolor="black", s=30)
+    xx = np.linspace(X[:, 0].min() - 0.5, X[:, 0].max() + 0.5, 2)
+    T = int(logit.steps[-1])
+    for w, label, style in [(logit.weights[-1, 0], f"GD, λ = 0, t = {T:,}".replace(",", " "), "-"),
+                            (w_hat, "hard-margin ŵ", "--"),
+                            (logit.weights[-1, 1], f"GD, λ = {logit.weight_decays[1]:g}", ":")]:
+        ax.plot(xx, -(w[0] * xx + w[2]) / w[1], style, lw=1.5, label=label)
+    ax.set(xlabel=r"$x_1$", ylabel=r"$x_2$", ylim=(X[:, 1].min() - 1, X[:, 1].max() + 1),
+           title="the boundary of GD approaches the max-margin one")
+    ax.title.set_fontsize("medium")
+    ax.legend(fontsize="small")
+    return axes
+
+
+def plot_gaussian_fits(fits: dict, axes=None):
+    """The NLL and the precision β against Adam's step for every fit of ``fits`` (degree →
+    :class:`GaussianFit`), with the NLL floor of the lowest degree.  Returns the two Axes."""
+    import matplotlib.pyplot as plt
+
+    if axes is None:
+        _, axes = plt.subplots(1, 2, figsize=(12, 4.2))
+    a1, a2 = axes
+    for d, fit in fits.items():
+        a1.plot(fit.nll, label=f"degree {d}")
+        a2.semilogy(fit.beta, label=f"degree {d}")
+    low = fits[min(fits)]
+    a1.axhline(nll_floor(low.best_mse), color="gray", ls="--", lw=1,
+               label=rf"degree {low.degree}: $\frac{{1}}{{2}}(1 + \ln 2\pi \overline{{r^2}}_{{\min}})$")
+    a1.set(xlabel="Adam step", ylabel="negative log-likelihood (nats per example)",
+           title="A model that can interpolate drives the NLL down without end")
+    a2.set(xlabel="Adam step", ylabel=r"precision $\beta$ (log scale)",
+           title=r"… by raising the precision $\beta$ without bound")
+    for ax in (a1, a2):
+        ax.legend()
+        ax.title.set_fontsize("medium")
+    return a1, a2
+
+
+def plot_shadow_map(M: Mountain, gx, gy, grid: Descents, esc: ShadowEscape, axes=None):
+    """Left: the arrival step of gradient descent from every start of the grid (gx, gy)
+    (white: never).  Right: the arrival step against the sideways offset Δθ₂ of a start
+    straight behind the mountain, with the predicted slope 1/ln(1 + ε|λ₋|).
+    Returns the two Axes."""
+    import matplotlib.pyplot as plt
+
+    if axes is None:
+        fig, axes = plt.subplots(1, 2, figsize=(14, 4.8), gridspec_kw={"width_ratios": [1.3, 1]})
+    a1, a2 = axes
+    never = grid.arrivals < 0
+    arrive = np.where(never, np.nan, grid.arrivals).reshape(gx.shape)  # NaN (white): never
+    im = a1.pcolormesh(gx, gy, arrive, cmap="magma_r", shading="auto")
+    a1.figure.colorbar(im, ax=a1, label="steps until J − J* < 10⁻³")
+    a1.contour(*M.mesh(150), levels=12, colors="white", linewidths=0.4, alpha=0.5)
+    a1.scatter(*M.minimizers[0].numpy(), marker="*", s=200, color="gold", edgecolor="black")
+    a1.set(xlabel=r"$\theta_1$ of the start", ylabel=r"$\theta_2$ of the start",
+           title="Starts in the mountain's shadow arrive last (white: never)")
+    a2.semilogx(esc.offsets, esc.arrivals, "o", ms=7, label="measured")
+    line_fit = esc.arrivals[0] + esc.predicted_slope * np.log(esc.offsets[0] / esc.offsets)
+    a2.semilogx(esc.offsets, line_fit, "-", label=r"slope $1/\ln(1+\epsilon|\lambda_-|)$")
+    a2.invert_xaxis()
+    a2.set(xlabel=r"sideways offset $\Delta\theta_2$ of a start straight behind",
+           ylabel="steps until arrival",
+           title=r"The delay grows like $\ln(1/\Delta\theta_2)$: no upper bound")
+    for ax in (a1, a2):
+        ax.title.set_fontsize("medium")
+    a2.legend()
+    return a1, a2
+
+
+def plot_width_sweep(sweep: WidthSweep, axes=None):
+    """Left: the fraction of seeds that fit every example against the width (log scale).
+    Right: the final squared error of every run.  Returns the two Axes."""
+    import matplotlib.pyplot as plt
+
+    if axes is None:
+        _, axes = plt.subplots(1, 2, figsize=(12, 4.2))
+    a1, a2 = axes
+    a1.plot(sweep.widths, sweep.success, "o-")
+    a1.axvline(4, color="gray", ls="--", lw=1, label="width 4 can fit it exactly")
+    a1.set_xscale("log", base=2)
+    a1.set(xlabel="hidden units",
+           ylabel=f"fraction of {len(sweep.seeds)} seeds that fit all 16 examples",
+           ylim=(-0.05, 1.05), title="Training finds a solution far more often in wider networks")
+    a1.legend()
+    for i, w in enumerate(sweep.widths):
+        a2.scatter(np.full(len(sweep.seeds), w), np.maximum(sweep.final_losses[i], 1e-12),
+                   alpha=0.6)
+    a2.set_xscale("log", base=2)
+    a2.set_yscale("log")
+    a2.set(xlabel="hidden units", ylabel="final squared error (floored at 1e-12)",
+           title="At width 4 most runs stall at a high loss, although 0 is reachable")
+    for ax in (a1, a2):
+        ax.title.set_fontsize("medium")
+    return a1, a2

@@ -13,8 +13,12 @@ import pytest
 import torch
 
 from course_lib import inexact as ix
+from course_lib import long_term as lt
 from course_lib.landscapes import Quadratic, check_grad, run_optimizer
 from course_lib.widgets import interactive_plot
+from stored import stored_text
+
+CHAPTER = "08_inexact"
 
 # ----------------------------------------------------------------------------------------
 # the chapter's experiments, run once
@@ -53,11 +57,6 @@ def mountain():
 def grid(mountain):
     gx, gy = ix.start_grid(mountain, 41)
     return gx, gy, ix.descend_from(mountain, np.stack([gx.ravel(), gy.ravel()], axis=1))
-
-
-@pytest.fixture(scope="module")
-def sweep():
-    return ix.width_sweep()
 
 
 # ----------------------------------------------------------------------------------------
@@ -138,14 +137,22 @@ def test_noise_floor_grows_with_the_variance_as_predicted(quad, noise_runs):
     assert predicted[2] == pytest.approx(0.0295, abs=5e-5)
 
 
-def test_decaying_lr_sinks_below_the_floor(quad, noise_runs):
+def test_decaying_lr_sinks_below_the_floor_with_a_lag(quad):
+    constant = ix.noisy_sgd(quad, LR, STEPS, noise_std=1.0, runs=ix.DECAY_RUNS,
+                            seed=ix.NOISE["seed"])
     decayed = ix.noisy_sgd(quad, lambda t: LR / (1 + t / ix.LR_DECAY), STEPS, noise_std=1.0,
-                           runs=ix.NOISE["runs"], seed=ix.NOISE["seed"])
-    const = noise_runs[1.0].losses[-1].mean() - quad.min_value
+                           runs=ix.DECAY_RUNS, seed=ix.NOISE["seed"])
+    const = constant.losses[-1].mean() - quad.min_value
     final = decayed.losses[-1].mean() - quad.min_value
-    assert const == pytest.approx(0.0329, abs=5e-4)
-    assert final == pytest.approx(0.00151, abs=5e-5)
-    assert const / final > 15  # printed 21.8×
+    floor = ix.predicted_noise_floor(quad.H, LR, 1.0)
+    now = ix.predicted_noise_floor(quad.H, decayed.lrs[-1], 1.0)
+    # Seeds 0-3 (2000 runs each): const 0.0292-0.0296, final 0.00150-0.00160, ratio 18.5-19.4,
+    # final / floor of the final ε_t 1.86-1.97 (and 1.54 after 6000 steps: it keeps lagging).
+    assert const == pytest.approx(floor, rel=0.03)  # the last step sits on the floor
+    assert 15 < const / final < 22
+    assert 1.7 < final / now < 2.2  # "about twice above"
+    assert (f"{const:.2g}", f"{final:.2g}", f"{const / final:.0f}", f"{final / now:.1f}") == \
+        ("0.029", "0.0016", "18", "2.0")
 
 
 def test_bias_moves_the_end_point_by_H_inverse_b(quad):
@@ -458,14 +465,129 @@ def test_width_sweep_validates_widths():
         ix.parity_task(0)
 
 
-def test_wider_networks_fit_parity_from_more_seeds(sweep):
-    assert sweep.widths.tolist() == [2, 4, 6, 8, 16, 32]
-    assert sweep.accuracies.shape == (6, 12)
-    success = sweep.success
+def test_wider_networks_fit_parity_from_more_seeds():
+    # the notebook's width sweep (about 2 s), read from its stored output (nbval proves it fresh)
+    rows = [line.split() for line in stored_text(CHAPTER, "sweep = ix.width_sweep()").splitlines()[1:]]
+    widths = [int(r[0]) for r in rows]
+    success = np.array([float(r[1]) for r in rows])
+    accuracy = np.array([float(r[2]) for r in rows])
+    assert widths == [2, 4, 6, 8, 16, 32]
     assert success[0] == 0.0  # the smallest width never fits it
-    assert success[1] == pytest.approx(1 / 12)  # width 4 can, but finds it once in 12
+    assert success[1] == pytest.approx(1 / 12, abs=5e-4)  # width 4 can, but finds it once in 12
     assert success[4] == 1.0 and success[5] == 1.0  # from width 16 on, always
     assert np.all(np.diff(success) >= 0)  # more width, more success
-    np.testing.assert_allclose(success, [0, 1 / 12, 8 / 12, 10 / 12, 1, 1])
-    np.testing.assert_allclose(sweep.accuracies.mean(axis=1),
-                               [0.755, 0.76, 0.958, 0.979, 1.0, 1.0], atol=5e-4)
+    np.testing.assert_allclose(success, [0, 1 / 12, 8 / 12, 10 / 12, 1, 1], atol=5e-4)
+    np.testing.assert_allclose(accuracy, [0.755, 0.76, 0.958, 0.979, 1.0, 1.0], atol=5e-4)
+
+
+def test_width_four_fails_from_other_seeds_too():
+    # "from 24 other seeds width 4 succeeds twice".  Measured as well (not asserted, slow):
+    # width 16 fits from 24 of 24 of these seeds; 3000 steps instead of 500 leave width 4 at
+    # 1 of 12 (the failed runs stall at squared errors 0.125-0.875); Adam's ε = 0.01 for 1500
+    # steps gives 1 of 12.
+    more = ix.width_sweep(widths=(4,), seeds=range(12, 36))
+    assert round(more.success[0] * 24) == 2
+
+
+# ----------------------------------------------------------------------------------------
+# 5. truncated BPTT: the library
+# ----------------------------------------------------------------------------------------
+def _small_rnn(lag=6, n=64, seed=0):
+    from course_lib.models import VanillaRNN
+
+    X, y = lt.latching_task(lag, n, seed)
+    rnn = VanillaRNN(1, 8, 2, generator=torch.Generator().manual_seed(seed)).double()
+    return rnn, X, y
+
+
+def test_truncated_rnn_keeps_the_forward_pass_and_cuts_the_backward_pass():
+    rnn, X, y = _small_rnn()
+    T = X.shape[1]
+    for k in (1, 3, T, T + 4):
+        torch.testing.assert_close(ix.TruncatedRNN(rnn, k)(X), rnn(X), rtol=0, atol=0)
+    full = torch.autograd.grad(torch.nn.functional.cross_entropy(rnn(X), y), list(rnn.parameters()))
+    full = torch.cat([g.reshape(-1) for g in full])
+    torch.testing.assert_close(ix.truncated_gradient(rnn, X, y, T), full)
+    torch.testing.assert_close(ix.truncated_gradient(rnn, X, y, T + 4), full)
+    # Reference: the chain rule splits g into ĝ_k plus the paths through h_{T−k},
+    # g = ĝ_k + (∂L/∂h_{T−k})ᵀ ∂h_{T−k}/∂θ; compute the second term with autograd.
+    params = list(rnn.parameters())
+    for k in (1, 2, 4):
+        hs = rnn.states(X)
+        loss = torch.nn.functional.cross_entropy(hs[-1] @ rnn.V.T + rnn.c, y)
+        (dh,) = torch.autograd.grad(loss, hs[T - k], retain_graph=True)
+        through = torch.autograd.grad(hs[T - k], params, grad_outputs=dh, allow_unused=True)
+        through = torch.cat([(torch.zeros_like(p) if g is None else g).reshape(-1)
+                             for p, g in zip(params, through)])
+        torch.testing.assert_close(ix.truncated_gradient(rnn, X, y, k), full - through,
+                                   rtol=1e-10, atol=1e-13)
+    cos, ratio = ix.gradient_agreement(rnn, X, y, (1, T))
+    assert cos[1] == pytest.approx(1.0) and ratio[1] == pytest.approx(1.0)
+    assert cos[0] < 1.0
+
+
+def test_full_truncation_is_chapter_7s_training():
+    # k = T trains exactly as long_term.train_latching (chapter 7), bit for bit
+    acc, _ = ix.train_truncated(5, 5, seed=0, lr=0.1)
+    assert acc == lt.train_latching(5, 0, lr=0.1).accuracy
+
+
+def test_truncation_functions_reject_bad_input():
+    rnn, X, y = _small_rnn()
+    with pytest.raises(ValueError, match="Invalid k"):
+        ix.TruncatedRNN(rnn, 0)
+    with pytest.raises(ValueError, match="Invalid truncations"):
+        ix.truncation_experiment(6, truncations=(1, 2), seeds=(0,))
+    with pytest.raises(ValueError, match="Invalid lag"):
+        ix.train_truncated(0, 1, 0)
+
+
+def test_plot_truncation_draws_every_experiment():
+    K, S = 3, 2
+    ones = np.ones((K, S))
+    fake = ix.TruncationExperiment(4, 0.1, np.array([1, 2, 4]), np.arange(S),
+                                   np.array([[0.5, 0.5], [0.5, 1.0], [1.0, 1.0]]),
+                                   ones, ones, ones, ones)
+    ax, bx = ix.plot_truncation(fake, [fake])
+    assert len(ax.lines) == 4 and len(bx.lines) == 2 * (S + 1) + 1
+    assert fake.successes().tolist() == [0, 1, 2]
+    plt.close(ax.figure)
+
+
+# ----------------------------------------------------------------------------------------
+# 5. truncated BPTT: the chapter's numbers (read from the stored notebook: about 14 s to run)
+# ----------------------------------------------------------------------------------------
+def test_truncated_gradient_looks_exact_but_only_the_full_one_learns():
+    text = stored_text(CHAPTER, "trunc = ix.truncation_experiment(**ix.TBPTT)")
+    rows = {int(r[0]): [float(v) for v in r[1:8]] + [int(r[8]), int(r[10])]
+            for r in (line.split() for line in text.splitlines()[3:])}
+    assert sorted(rows) == list(ix.TBPTT["truncations"]) and ix.TBPTT["lag"] == 10
+    cos_i, cos_t, ratio_i, ratio_t, median, low, high, ok, seeds = zip(*(rows[k] for k in sorted(rows)))
+    assert cos_i[0] > 0.95  # "the median cosine of the 1-step gradient is above 0.95" (0.969)
+    for k in range(1, 5):  # "from k = 2 on … above 0.98, before and after training"
+        assert min(cos_i[k], cos_t[k], ratio_i[k], ratio_t[k]) > 0.98
+    assert (median[-1], low[-1], ok[-1]) == (1.0, 1.0, seeds[-1])  # full: every seed learns
+    assert max(median[:-1]) < 0.6  # truncated: the median stays near chance
+    assert max(ok[:-1]) <= 2  # at most 2 seeds of 5 for any k < T
+    assert sum(ok[:-1]) == 5
+    assert ok[3] < ok[2]  # "which seeds learn is not monotone in k" (0, 2, 2, 1 of 5)
+
+
+def test_truncation_fails_at_a_second_lag_and_learning_rate():
+    text = stored_text(CHAPTER, "checks = [ix.truncation_experiment(")
+    import re
+    found = re.findall(r"T = +(\d+), ε = ([\d.]+): full gradient (\d+) of (\d+) seeds learn; "
+                       r"truncated \(k < T\): (\d+) of (\d+) runs, median accuracy ([\d.]+)", text)
+    assert [(int(T), float(e)) for T, e, *_ in found] == [(10, 0.1), *ix.TBPTT_CHECKS]
+    for _, _, full, seeds, trunc, runs, median in found:
+        assert full == seeds == "5"  # the full gradient learns from every seed
+        assert int(trunc) / int(runs) <= 0.3  # measured 5/20, 4/15, 2/15 (9 seeds: 21-29 %)
+        assert float(median) < 0.6
+
+
+def test_more_steps_do_not_close_the_gap():
+    # "ix.train_truncated(10, 5, seed=4, steps=600) learns where 150 steps did not, while
+    # seed 0 stays at chance" (with 600 steps, k = 1, 2, 5, 9 learn from 2, 2, 3, 3 seeds of 5)
+    assert ix.train_truncated(10, 5, seed=4, steps=600)[0] > 0.9
+    assert ix.train_truncated(10, 5, seed=4)[0] < 0.6
+    assert ix.train_truncated(10, 5, seed=0, steps=600)[0] < 0.6
