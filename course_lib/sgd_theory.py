@@ -791,7 +791,7 @@ def plot_widget_run(run: WidgetRun, axes=None):
 #: per epoch, and a floor is its mean over the last ``window`` epochs
 NETWORK = dict(num_samples=2500, hidden=(8,), activation="tanh", lbfgs_iters=300,
                lrs=(0.00625, 0.0125, 0.025, 0.05, 0.1), batch_sizes=(4, 16), seeds=(0, 1, 2),
-               steps=600, window=300, eval_every=50, tau=100.0)
+               steps=800, window=400, eval_every=25, tau=100.0)
 
 
 def minimize_training_loss(model: torch.nn.Module, X: torch.Tensor, y: torch.Tensor,
