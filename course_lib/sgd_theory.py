@@ -787,8 +787,8 @@ def plot_widget_run(run: WidgetRun, axes=None):
 #: Each seed (initialization and batch orders) first finds a minimum θ̂ of the training loss J_m
 #: (``lbfgs_iters`` full-batch L-BFGS steps), then runs SGD from θ̂ with every ε of ``lrs`` at
 #: once (a copy each, same batches) and with ε₀/(1 + k/τ) (ε₀ the largest ε, τ in steps), for
-#: ``epochs`` epochs per batch size; J_m on all m examples is evaluated ``evals_per_epoch`` times
-#: per epoch, and a floor is its mean over the last ``window`` epochs
+#: ``steps`` steps per batch size; J_m on all m examples is evaluated every ``eval_every`` steps,
+#: and a floor is its mean over the last ``window`` steps
 NETWORK = dict(num_samples=2500, hidden=(8,), activation="tanh", lbfgs_iters=300,
                lrs=(0.00625, 0.0125, 0.025, 0.05, 0.1), batch_sizes=(4, 16), seeds=(0, 1, 2),
                steps=800, window=400, eval_every=25, tau=100.0)
