@@ -32,10 +32,14 @@ exact values to measure against.
 ``noise_floor_experiment``  the floor of constant-step SGD against ε and B
 ``stability_check``         just below and above the mean-square stability limit
 ``widget_run``              the chapter's widget (a 2-D problem), ``plot_widget_run`` draws it
+``network_noise_floor``     the floor on a real network (an MLP on MNIST-1D) against ε and B,
+                            from a minimum found by ``minimize_training_loss``, with tr C from
+                            ``gradient_noise_trace``; ``SideBySideMLP`` trains the copies
+``plot_...``                the chapter's figures
 ==========================  ===================================================================
 
 The chapter's settings are module constants (``PROBLEM``, ``COMPARE``, ``SCHEDULES``,
-``FLOOR``, ``STABILITY``, ``WIDGET``), so ``chapters/09_sgd_and_learning_rates.ipynb`` and
+``FLOOR``, ``STABILITY``, ``NETWORK``, ``WIDGET``), so ``chapters/09_sgd_and_learning_rates.ipynb`` and
 ``tests/test_ch09_sgd.py`` run the same experiments.  The two SGD loops here are vectorized fast paths (NumPy, float64);
 the tests check them step for step against :class:`course_lib.optim.SGD` in
 :func:`course_lib.train.train`.
@@ -43,7 +47,8 @@ the tests check them step for step against :class:`course_lib.optim.SGD` in
 References: Robbins & Monro (1951), *A stochastic approximation method*, Ann. Math. Stat.;
 Bottou, Curtis & Nocedal (2018), *Optimization methods for large-scale machine learning*,
 SIAM Review 60(2), §4 (constant and diminishing steps); Goodfellow, Bengio & Courville (2016),
-*Deep Learning*, §8.3.1.
+*Deep Learning*, §8.3.1; Mandt, Hoffman & Blei (2017), *Stochastic gradient descent as
+approximate Bayesian inference*, JMLR 18 (the stationary spread HS + SH = εC/B).
 """
 from __future__ import annotations
 
@@ -65,11 +70,14 @@ __all__ = [
     "ScheduleResult", "schedule_experiment", "FloorResult", "noise_floor_experiment",
     "StabilityCheck", "stability_check", "WidgetRun", "widget_run", "plot_widget_run",
     "loglog_slope", "SCHEDULE_POWERS", "LINEAR_LABEL",
-    "PROBLEM", "COMPARE", "SCHEDULES", "FLOOR", "STABILITY", "WIDGET",
+    "minimize_training_loss", "gradient_noise_trace", "SideBySideMLP", "summed_cross_entropy",
+    "NetworkFloorResult", "network_noise_floor", "DECAY_LABEL",
+    "plot_comparison", "plot_schedules", "plot_noise_floor", "plot_lr_sweep", "plot_network_floor",
+    "PROBLEM", "COMPARE", "SCHEDULES", "FLOOR", "STABILITY", "NETWORK", "WIDGET",
 ]
 
 # ---- the chapter's settings (notebook and tests import these) ----------------------------
-#: the noisy linear regression: d = 10, eigenvalues μ of Σ spread evenly in [0.1, 1] (κ = 10),
+#: the noisy linear regression: d = 10, eigenvalues σ_j² of Σ spread evenly in [0.1, 1] (κ = 10),
 #: θ* = (1, …, 1), noise σ = 1
 PROBLEM = dict(dim=10, condition_number=10.0, scale=0.1, noise_std=1.0)
 #: sections 1, 2 and 5: a training set of n examples; each method (B = n is batch GD)
@@ -133,7 +141,7 @@ def loglog_slope(x, y) -> float:
 class NoisyLinearRegression:
     r"""x ~ N(0, Σ), y = xᵀθ* + σξ with ξ ~ N(0, 1); the loss is the squared error (xᵀθ − y)².
 
-    Σ = diag(μ₁, …, μ_d) with μ spread evenly from ``scale`` to κ·``scale``.  The expected cost
+    Σ = diag(σ₁², …, σ_d²) with the σ_j² spread evenly from ``scale`` to κ·``scale``.  The expected cost
     and its Hessian are
 
     .. math::
@@ -143,10 +151,10 @@ class NoisyLinearRegression:
 
     so the excess risk J − J* = ½ eᵀHe (e = θ − θ*) is the
     :class:`~course_lib.landscapes.Quadratic` ``landscape`` (used for contour plots).  Gradient
-    descent on J is stable for ε < 2/λ_max(H) = 1/μ_max (``lr_limit``).
+    descent on J is stable for ε < 2/λ_max(H) = 1/σ²_max (``lr_limit``).
 
-    Arguments and symbols: ``dim`` → d; ``condition_number`` → κ = μ_max/μ_min;
-    ``scale`` → μ_min; ``noise_std`` → σ; ``theta_star`` → θ* (default all ones).
+    Arguments and symbols: ``dim`` → d; ``condition_number`` → κ = σ²_max/σ²_min;
+    ``scale`` → σ²_min; ``noise_std`` → σ; ``theta_star`` → θ* (default all ones).
     """
 
     def __init__(self, dim: int = 10, condition_number: float = 10.0, scale: float = 0.1,
@@ -158,20 +166,20 @@ class NoisyLinearRegression:
         _check("noise_std", noise_std,
                isinstance(noise_std, (int, float)) and noise_std >= 0, ">= 0")
         self.dim, self.noise_std = int(dim), float(noise_std)
-        self.mu = scale * np.linspace(1.0, condition_number, dim)  # eigenvalues of Σ
+        self.variances = scale * np.linspace(1.0, condition_number, dim)  # σ_j², the eigenvalues of Σ
         self.theta_star = (np.ones(dim) if theta_star is None
                            else np.asarray(theta_star, dtype=float).reshape(-1))
         _check("theta_star", theta_star, self.theta_star.shape == (dim,), f"{dim} numbers")
-        self.H = np.diag(2 * self.mu)
-        self.lr_limit = 1.0 / self.mu[-1]  # 2 / λ_max(H)
+        self.H = np.diag(2 * self.variances)
+        self.lr_limit = 1.0 / self.variances[-1]  # 2 / λ_max(H)
         self.landscape = Quadratic(condition_number, dim=dim, scale=2 * scale,
                                    center=torch.from_numpy(self.theta_star.copy()))
         self.landscape.name = "excess risk J − J*"
 
     def __repr__(self) -> str:
-        kappa = self.mu[-1] / self.mu[0]
+        kappa = self.variances[-1] / self.variances[0]
         return (f"NoisyLinearRegression(dim={self.dim}, condition_number={kappa:g}, "
-                f"scale={self.mu[0]:g}, noise_std={self.noise_std:g})")
+                f"scale={self.variances[0]:g}, noise_std={self.noise_std:g})")
 
     @property
     def min_value(self) -> float:
@@ -187,36 +195,36 @@ class NoisyLinearRegression:
         _check_pos_int("n", n)
         _check("rng", type(rng).__name__, isinstance(rng, np.random.Generator),
                "a numpy.random.Generator")
-        X = rng.standard_normal((n, self.dim)) * np.sqrt(self.mu)
+        X = rng.standard_normal((n, self.dim)) * np.sqrt(self.variances)
         xi = rng.standard_normal(n)
         return X, X @ self.theta_star + self.noise_std * xi
 
     def excess_risk(self, theta) -> np.ndarray:
         """J(θ) − J* = (θ − θ*)ᵀΣ(θ − θ*) for θ of shape (..., d)."""
         e = np.asarray(theta, dtype=float) - self.theta_star
-        return (self.mu * e * e).sum(-1)
+        return (self.variances * e * e).sum(-1)
 
     # -- exact theory of SGD on this problem ---------------------------------------------------
     def _c(self, lr: float, batch_size: int) -> float:
-        """c(ε, B) = (ε/B) Σ_j μ_j / (1 − εμ_j(1 + 1/B)); inf where a denominator is ≤ 0."""
-        denom = 1 - lr * self.mu * (1 + 1 / batch_size)
+        """c(ε, B) = (ε/B) Σ_j σ_j² / (1 − εσ_j²(1 + 1/B)); inf where a denominator is ≤ 0."""
+        denom = 1 - lr * self.variances * (1 + 1 / batch_size)
         if np.any(denom <= 0):
             return math.inf
-        return float(lr / batch_size * (self.mu / denom).sum())
+        return float(lr / batch_size * (self.variances / denom).sum())
 
     def noise_floor(self, lr: float, batch_size: int = 1) -> float:
         r"""The stationary E[J(θ)] − J* of SGD with a constant ε and B fresh examples per step.
 
-        With e = θ − θ* and m_j = E[e_j²], one step gives exactly (Gaussian x, so
+        With e = θ − θ* and q_j = E[e_j²], one step gives exactly (Gaussian x, so
         E[xxᵀ M xxᵀ] = 2ΣMΣ + tr(ΣM)Σ):
 
         .. math::
 
-            m_j \leftarrow (1 - 2\epsilon\mu_j)^2 m_j + \frac{4\epsilon^2}{B}
-                \big(\mu_j^2 m_j + \mu_j (s + \sigma^2)\big),
-            \qquad s = \textstyle\sum_k \mu_k m_k .
+            q_j \leftarrow (1 - 2\epsilon\sigma_j^2)^2 q_j + \frac{4\epsilon^2}{B}
+                \big(\sigma_j^4 q_j + \sigma_j^2 (s + \sigma^2)\big),
+            \qquad s = \textstyle\sum_k \sigma_k^2 q_k .
 
-        Its fixed point has s = σ² c / (1 − c), c = (ε/B) Σ_j μ_j / (1 − εμ_j(1 + 1/B)):
+        Its fixed point has s = σ² c / (1 − c), c = (ε/B) Σ_j σ_j² / (1 − εσ_j²(1 + 1/B)):
         for small ε, s ≈ ε σ² tr(Σ) / B, linear in ε and in 1/B.  Returns inf beyond the
         mean-square stability limit (:meth:`stable_lr_limit`).
         """
@@ -228,13 +236,13 @@ class NoisyLinearRegression:
     def stable_lr_limit(self, batch_size: int = 1) -> float:
         """The largest ε at which SGD with B fresh examples per step is mean-square stable.
 
-        The recursion of :meth:`noise_floor` is a nonnegative linear map of (m_j) plus a
-        constant: it stays bounded iff εμ_j(1 + 1/B) < 1 for all j and c(ε, B) < 1.  c grows
-        from 0 to ∞ on (0, 1/(μ_max(1 + 1/B))), so the limit is its root c = 1.  It tends to
+        The recursion of :meth:`noise_floor` is a nonnegative linear map of (q_j) plus a
+        constant: it stays bounded iff εσ_j²(1 + 1/B) < 1 for all j and c(ε, B) < 1.  c grows
+        from 0 to ∞ on (0, 1/(σ²_max(1 + 1/B))), so the limit is its root c = 1.  It tends to
         2/λ_max(H) as B → ∞ (gradient descent on J).
         """
         _check_pos_int("batch_size", batch_size)
-        top = 1.0 / (self.mu[-1] * (1 + 1 / batch_size))
+        top = 1.0 / (self.variances[-1] * (1 + 1 / batch_size))
         return float(brentq(lambda lr: self._c(lr, batch_size) - 1 if lr < top else 1.0,
                             1e-12, top * (1 - 1e-12), xtol=1e-14, rtol=1e-12))
 
@@ -251,16 +259,16 @@ class NoisyLinearRegression:
         S = sched.reshape(-1, sched.shape[-1])  # (S, T)
         start = np.zeros(self.dim) if theta0 is None else np.asarray(theta0, dtype=float)
         e0 = start - self.theta_star
-        m = np.tile(e0 ** 2, (len(S), 1))  # (S, d): m_j = E[e_j²]
+        m = np.tile(e0 ** 2, (len(S), 1))  # (S, d): q_j = E[e_j²]
         out = np.empty((len(S), S.shape[1] + 1))
-        out[:, 0] = m @ self.mu
-        s2, B, mu = self.noise_std ** 2, batch_size, self.mu
+        out[:, 0] = m @ self.variances
+        s2, B, var = self.noise_std ** 2, batch_size, self.variances
         with np.errstate(over="ignore", invalid="ignore"):
             for k in range(S.shape[1]):
                 lr = S[:, k, None]
-                noise = mu ** 2 * m + mu * (out[:, k, None] + s2)
-                m = (1 - 2 * lr * mu) ** 2 * m + 4 * lr * lr / B * noise
-                out[:, k + 1] = m @ mu
+                noise = var ** 2 * m + var * (out[:, k, None] + s2)
+                m = (1 - 2 * lr * var) ** 2 * m + 4 * lr * lr / B * noise
+                out[:, k + 1] = m @ var
         return out[0] if sched.ndim == 1 else out
 
 
@@ -672,7 +680,7 @@ def noise_floor_experiment(lrs=FLOOR["lrs"], batch_sizes=FLOOR["batch_sizes"],
         exact = prob.expected_excess_risk(sched, B, prob.theta_star)  # (L, T + 1)
         expected.append(exact[:, burn_in:].mean(axis=1))
         predicted.append([prob.noise_floor(lr, B) for lr in lrs])
-    small = prob.noise_std ** 2 * prob.mu.sum() / np.array(sizes, dtype=float)
+    small = prob.noise_std ** 2 * prob.variances.sum() / np.array(sizes, dtype=float)
     return FloorResult(lrs, np.array(sizes), np.array(measured), np.array(expected),
                        np.array(predicted), small)
 
@@ -771,4 +779,372 @@ def plot_widget_run(run: WidgetRun, axes=None):
     ax2.set_title("Diverged" if not np.isfinite(last) or last > 1e6
                   else f"After {len(k) - 1} steps: J − J* = {last:.3g}")
     ax2.legend(fontsize="small")
+    return axes
+# ---------------------------------------------------------------------------------------------
+# A real network: the noise floor of an MLP on MNIST-1D
+
+#: section 9.5: an MLP 40 → 8 → 10 (tanh, float64) on m = 2000 MNIST-1D training examples.
+#: Each seed (initialization and batch orders) first finds a minimum θ̂ of the training loss J_m
+#: (``lbfgs_iters`` full-batch L-BFGS steps), then runs SGD from θ̂ with every ε of ``lrs`` at
+#: once (a copy each, same batches) and with ε₀/(1 + k/τ) (ε₀ the largest ε, τ in steps), for
+#: ``steps`` steps per batch size; J_m on all m examples is evaluated every ``eval_every`` steps,
+#: and a floor is its mean over the last ``window`` steps
+NETWORK = dict(num_samples=2500, hidden=(8,), activation="tanh", lbfgs_iters=300,
+               lrs=(0.00625, 0.0125, 0.025, 0.05, 0.1), batch_sizes=(4, 16), seeds=(0, 1, 2),
+               steps=800, window=400, eval_every=25, tau=100.0)
+
+
+def minimize_training_loss(model: torch.nn.Module, X: torch.Tensor, y: torch.Tensor,
+                           iters: int) -> float:
+    """Run ``iters`` full-batch L-BFGS steps (``torch.optim.LBFGS``, strong Wolfe line search)
+    on the mean cross-entropy of ``model`` on (X, y), in place; return the final loss."""
+    _check_pos_int("iters", iters)
+    opt = torch.optim.LBFGS(model.parameters(), lr=1.0, max_iter=iters, history_size=20,
+                            line_search_fn="strong_wolfe", tolerance_grad=1e-12,
+                            tolerance_change=1e-15)
+
+    def closure():
+        opt.zero_grad()
+        loss = torch.nn.functional.cross_entropy(model(X), y)
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    with torch.no_grad():
+        return float(torch.nn.functional.cross_entropy(model(X), y))
+
+
+def gradient_noise_trace(model: torch.nn.Module, X: torch.Tensor, y: torch.Tensor) -> float:
+    r"""tr C, C the covariance over the m examples of the per-example gradients
+    ∇_θ L(f(x⁽ⁱ⁾; θ), y⁽ⁱ⁾) of the cross-entropy (``torch.func.vmap``).  A minibatch of B
+    examples has gradient covariance ≈ C/B, so near a minimum constant-ε SGD settles at
+    E[J] − J_min ≈ ε tr C / (4B) (section 9.4, for small ε)."""
+    from torch.func import functional_call, grad, vmap
+
+    params = {k: v.detach() for k, v in model.named_parameters()}
+
+    def one(p, x, t):
+        return torch.nn.functional.cross_entropy(functional_call(model, p, (x[None],)), t[None])
+
+    grads = vmap(grad(one), in_dims=(None, 0, 0))(params, X, y)
+    flat = torch.cat([g.reshape(len(X), -1) for g in grads.values()], dim=1)
+    return float((flat - flat.mean(0)).pow(2).sum(1).mean())
+
+
+class SideBySideMLP(torch.nn.Module):
+    """K copies of one :func:`course_lib.models.mlp` trained side by side as one module.
+
+    ``forward(x)`` returns the K copies' scores, shape (K, N, classes); each copy's weights are
+    their own tensors (``copies[k]``), so that an optimizer can give each copy its own ε (one
+    parameter group per copy) and :func:`course_lib.train.train` trains all K on the same
+    minibatches in one loop.  With :func:`summed_cross_entropy` as the loss, copy k receives
+    exactly the gradient it would receive if trained alone (the tests check this).
+    """
+
+    def __init__(self, template: torch.nn.Module, copies: int) -> None:
+        super().__init__()
+        _check_pos_int("copies", copies)
+        if isinstance(template, SideBySideMLP):  # copies of its first copy
+            tensors, self.activation = list(template.copies[0]), template.activation
+        else:
+            children = list(template.children())
+            layers = children[::2]
+            acts = {type(m) for m in children[1::2]}
+            _check("template", type(template).__name__,
+                   len(layers) >= 1 and all(isinstance(m, torch.nn.Linear) for m in layers)
+                   and len(acts) <= 1 and not acts & {torch.nn.Linear},
+                   "an mlp(...): Linear layers with one kind of activation between them, "
+                   "or a SideBySideMLP")
+            tensors = [t for m in layers for t in (m.weight.T, m.bias)]
+            self.activation = children[1] if len(children) > 1 else torch.nn.Identity()
+        self.copies = torch.nn.ModuleList(
+            torch.nn.ParameterList(torch.nn.Parameter(t.detach().clone()) for t in tensors)
+            for _ in range(copies))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n_layers = len(self.copies[0]) // 2
+        h = x.expand(len(self.copies), *x.shape)  # (K, N, d)
+        for i in range(n_layers):
+            W = torch.stack([c[2 * i] for c in self.copies])  # (K, d_in, d_out)
+            b = torch.stack([c[2 * i + 1] for c in self.copies])  # (K, d_out)
+            h = torch.baddbmm(b[:, None, :], h, W)
+            if i < n_layers - 1:
+                h = self.activation(h)
+        return h
+
+    def losses(self, X: torch.Tensor, y: torch.Tensor) -> np.ndarray:
+        """Each copy's mean cross-entropy on (X, y), shape (K,)."""
+        with torch.no_grad():
+            out = self(X)
+            ce = torch.nn.functional.cross_entropy(out.reshape(-1, out.shape[-1]),
+                                                   y.repeat(len(out)), reduction="none")
+            return ce.reshape(len(out), -1).mean(1).numpy()
+
+
+def summed_cross_entropy(scores: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Σ_k (mean cross-entropy of copy k on the minibatch), for scores (K, N, classes): the sum
+    of the K copies' costs, so each copy gets its own gradient, unscaled."""
+    K = scores.shape[0]
+    return torch.nn.functional.cross_entropy(scores.reshape(-1, scores.shape[-1]),
+                                             y.repeat(K)) * K
+
+
+class NetworkFloorResult(NamedTuple):
+    """What :func:`network_noise_floor` measured, for seeds[s], batch_sizes[b] and copy k: the
+    constant ε = lrs[k] for k < L, then (k = L) the decaying ε₀/(1 + k/τ), ε₀ = lrs[-1].
+
+    ``steps`` (T,): when J_m was evaluated (SGD steps from θ̂); ``curves[s, b, k]`` (T,): the
+    training loss J_m(θ) on all m examples then; ``start[s]`` = J_m(θ̂) of the L-BFGS minimum;
+    ``trace[s]``: tr C there (:func:`gradient_noise_trace`); ``floor[s, b, k]``: the mean of the
+    curve over the window (the last ``window`` steps); ``drift[s, b, k]``: the mean over the
+    window's second half minus the mean over its first half (near 0 once the loss has levelled).
+    """
+    lrs: np.ndarray
+    batch_sizes: np.ndarray
+    seeds: np.ndarray
+    steps: np.ndarray
+    curves: np.ndarray
+    start: np.ndarray
+    trace: np.ndarray
+    floor: np.ndarray
+    drift: np.ndarray
+    window: int
+
+    @property
+    def excess(self) -> np.ndarray:
+        """(S, B, K): floor − J_m(θ̂), how far above its minimum SGD keeps the loss."""
+        return self.floor - self.start[:, None, None]
+
+    @property
+    def predicted(self) -> np.ndarray:
+        """(S, B, L): the small-ε prediction ε tr C / (4B) for each constant ε."""
+        return (self.trace[:, None, None] * self.lrs[None, None, :]
+                / (4 * self.batch_sizes[None, :, None]))
+
+    def median_excess(self) -> np.ndarray:
+        """(B, K): the median over the seeds of :attr:`excess`."""
+        return np.median(self.excess, axis=0)
+
+    def ratio(self) -> np.ndarray:
+        """(B, L): the median over the seeds of measured excess / predicted (1: theory holds)."""
+        return np.median(self.excess[:, :, :len(self.lrs)] / self.predicted, axis=0)
+
+    def drift_fraction(self) -> np.ndarray:
+        """(B, K): the median over the seeds of |drift| / excess: how much the loss still moved
+        within the window, relative to the floor's height above J_m(θ̂)."""
+        return np.median(np.abs(self.drift) / self.excess, axis=0)
+
+    def exponents(self) -> tuple[float, float]:
+        """(p, q) of the least-squares fit log excess = a + p log ε − q log B over the median
+        floors of all constant ε and B (theory, for small ε: p = q = 1, the floor ∝ ε/B)."""
+        L = len(self.lrs)
+        eps, B = np.meshgrid(self.lrs, self.batch_sizes)
+        A = np.stack([np.ones(eps.size), np.log(eps).ravel(), -np.log(B).ravel()], axis=1)
+        coef = np.linalg.lstsq(A, np.log(self.median_excess()[:, :L]).ravel(), rcond=None)[0]
+        return float(coef[1]), float(coef[2])
+
+    def final_excess(self) -> np.ndarray:
+        """(B, K): the median over the seeds of the last J_m − J_m(θ̂) of each run."""
+        return np.median(self.curves[..., -1] - self.start[:, None, None], axis=0)
+
+
+DECAY_LABEL = "ε₀/(1 + k/τ)"
+
+
+def network_noise_floor(num_samples: int = NETWORK["num_samples"], hidden=NETWORK["hidden"],
+                        activation: str = NETWORK["activation"],
+                        lbfgs_iters: int = NETWORK["lbfgs_iters"], lrs=NETWORK["lrs"],
+                        batch_sizes=NETWORK["batch_sizes"], seeds=NETWORK["seeds"],
+                        steps: int = NETWORK["steps"], window: int = NETWORK["window"],
+                        eval_every: int = NETWORK["eval_every"],
+                        tau: float = NETWORK["tau"]) -> NetworkFloorResult:
+    """The noise floor of constant-ε SGD on a real network, against ε and B (see ``NETWORK``).
+
+    Per seed: an :func:`course_lib.models.mlp` initialized with that seed is brought to a
+    minimum θ̂ of the training loss J_m by :func:`minimize_training_loss`; tr C is measured there
+    (:func:`gradient_noise_trace`).  Then, for each B, SGD runs ``steps`` steps from θ̂ with
+    every constant ε of ``lrs`` and with ε₀/(1 + k/τ), all through
+    :func:`course_lib.train.train` with :class:`course_lib.optim.SGD` on the CPU in float64.
+    The runs of one seed and B are copies side by side (:class:`SideBySideMLP`, one parameter
+    group per ε, the decaying one driven by a ``LambdaLR``), so they see the same minibatches.
+    Training proceeds in chunks of ``eval_every`` steps, one ``train`` call each (``max_steps``:
+    its batches are the first of a fresh random order, without replacement within a chunk), and
+    J_m on all m examples is evaluated after each chunk.  Floors are window means (see
+    :class:`NetworkFloorResult`).
+    """
+    from course_lib.data import mnist1d
+    from course_lib.models import mlp
+    from course_lib.optim import SGD
+    from course_lib.train import train
+
+    lrs = _lr_array("lrs", lrs)
+    sizes = tuple(int(b) for b in batch_sizes)
+    for name, v in (("steps", steps), ("window", window), ("eval_every", eval_every)):
+        _check_pos_int(name, v)
+    _check("window", window, 2 * eval_every <= window <= steps and window % eval_every == 0
+           and steps % eval_every == 0,
+           f"<= steps = {steps}, >= 2 evaluations, and both multiples of eval_every")
+    X, y = mnist1d(num_samples, seed=0).train
+    X = X.double()
+    m = len(X)
+    curves, start, trace = [], [], []
+    for seed in seeds:
+        net = mlp(X.shape[1], tuple(hidden), 10, activation=activation,
+                  generator=torch.Generator().manual_seed(seed)).double()
+        start.append(minimize_training_loss(net, X, y, lbfgs_iters))
+        trace.append(gradient_noise_trace(net, X, y))
+        warm = SideBySideMLP(net, 1)
+        per_size = []
+        for b, B in enumerate(sizes):
+            K = len(lrs) + 1
+            model = SideBySideMLP(warm, K)
+            opt = SGD([{"params": list(c.parameters()), "lr": float(lr)}
+                       for c, lr in zip(model.copies, [*lrs, lrs[-1]])], lr=float(lrs[0]))
+            sched = torch.optim.lr_scheduler.LambdaLR(
+                opt, [lambda k: 1.0] * len(lrs) + [lambda k: 1.0 / (1.0 + k / tau)])
+            _check("eval_every", eval_every, eval_every <= math.ceil(m / B),
+                   f"<= the steps of one epoch of B = {B}")
+            rows = []
+            for j in range(steps // eval_every):
+                train(model, summed_cross_entropy, opt, (X, y), epochs=1, max_steps=eval_every,
+                      batch_size=B, scheduler=sched, metrics=(),
+                      seed=1000 * (seed + 1) + 100 * b + j)
+                rows.append(model.losses(X, y))
+            per_size.append(np.array(rows).T)
+        curves.append(per_size)
+    curves = np.array(curves)
+    T = curves.shape[-1]
+    t = np.arange(1, T + 1) * eval_every
+    w = window // eval_every
+    win = curves[..., T - w:]
+    floor = win.mean(-1)
+    drift = win[..., w // 2:].mean(-1) - win[..., :w // 2].mean(-1)
+    return NetworkFloorResult(lrs, np.array(sizes), np.array(seeds), t, curves, np.array(start),
+                              np.array(trace), floor, drift, int(window))
+
+
+# ---------------------------------------------------------------------------------------------
+# The chapter's figures
+
+def plot_comparison(runs: dict, cmp: Comparison, target: float, axes=None):
+    """Section 9.2: the learning curves of each method at its best ε (``runs``: name →
+    :class:`MethodRun`), against examples processed (left) and updates (right)."""
+    import matplotlib.pyplot as plt
+
+    if axes is None:
+        _, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    ax1, ax2 = axes
+    for r in runs.values():
+        label = f"{r.name} (B = {r.batch_size}, ε = {r.lr:.2g})"
+        ax1.loglog(r.examples[1:], r.excess[1:], label=label, lw=1)
+        ax2.loglog(np.arange(1, len(r.excess)), r.excess[1:], label=label, lw=1)
+    for ax, xlabel in ((ax1, "examples processed"), (ax2, "updates (sequential steps)")):
+        ax.axhline(target * cmp.initial, color="gray", ls=":", label="target")
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(r"$J_m(\theta) - J_m(\hat\theta)$")
+        ax.legend(fontsize="small")
+    ax1.set_title("Per example, SGD and minibatches are cheapest")
+    ax2.set_title("Per update, large batches are cheapest")
+    ax1.figure.tight_layout()
+    return axes
+
+
+def plot_schedules(sched: ScheduleResult, ax=None):
+    """Section 9.3: measured (solid) and exact (dashed) excess risk of each schedule, the noise
+    floor of the constant step and a 1/k guide."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7.5, 4.6))
+    k, T = sched.steps[1:], sched.steps[-1]
+    for i, label in enumerate(sched.labels):
+        (line,) = ax.loglog(k, sched.measured[i, 1:], lw=1, label=label)
+        ax.loglog(k, sched.expected[i, 1:], "--", color=line.get_color(), lw=1)
+    ax.axhline(sched.floors[0], color="gray", ls=":", label="noise floor of constant ε₀")
+    ax.loglog(k, sched.expected[1, -1] * T / k, color="black", lw=0.8, alpha=0.5, label="∝ 1/k")
+    ax.set_xlabel("step k (one fresh example per step)")
+    ax.set_ylabel(rf"excess risk $J(\theta_k) - J^*$ (mean of {SCHEDULES['n_runs']} runs)")
+    ax.set_ylim(1e-3, 10)
+    ax.set_title("A constant step stalls at its noise floor; ε₀/(1 + k/τ) keeps converging")
+    ax.legend(fontsize="small", title="solid: measured, dashed: exact", title_fontsize="small")
+    return ax
+
+
+def plot_noise_floor(floor: FloorResult, problem: NoisyLinearRegression, ax=None):
+    """Section 9.4: measured floors against ε for each B, the exact stationary value σ²c/(1 − c),
+    its small-ε line and the mean-square stability limits (dashed verticals)."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7, 4.6))
+    for b, B in enumerate(floor.batch_sizes):
+        limit = problem.stable_lr_limit(int(B))
+        grid = np.geomspace(1e-3, limit * 0.999, 200)
+        (line,) = ax.loglog(floor.lrs, floor.measured[b], "o", label=f"measured, B = {B}")
+        ax.loglog(grid, [problem.noise_floor(x, int(B)) for x in grid], "-", color=line.get_color(),
+                  label=f"predicted σ²c/(1 − c), B = {B}")
+        ax.loglog(grid, floor.small_lr_slope[b] * grid, ":", color=line.get_color(),
+                  label=f"linear: ε σ² tr Σ / {B}")
+        ax.axvline(limit, color=line.get_color(), ls="--", lw=0.8)
+    ax.set_ylim(1e-3, 1e2)
+    ax.set_xlabel("constant learning rate ε")
+    ax.set_ylabel(r"noise floor $\mathbb{E}[J(\theta)] - J^*$")
+    ax.set_title(f"The floor grows like ε (fitted slope {floor.slope():.2f}) and falls like 1/B")
+    ax.legend(fontsize="small")
+    return ax
+
+
+def plot_lr_sweep(cmp: Comparison, ax=None):
+    """Section 9.6: J_m − J_m* after the budget against ε/(2/λ_max), one curve per method
+    (diverged runs drawn at 10³)."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7.5, 4.6))
+    for name in cmp.curves:
+        final = cmp.final_sweep(name)
+        shown = np.where(np.isfinite(final), np.minimum(final, 1e3), 1e3)
+        ax.loglog(cmp.ratios, shown, "o-", ms=3, lw=1, label=f"{name} (B = {cmp.batch_sizes[name]})")
+    ax.axvline(1.0, color="black", ls="--", lw=0.8, label=r"$\epsilon = 2/\lambda_{\max}$")
+    ax.axhline(cmp.initial, color="gray", ls=":", label=r"$J_m(\theta_0) - J_m^*$ (no progress)")
+    ax.set_xlabel(r"learning rate ε in units of $2/\lambda_{\max}(H)$")
+    ax.set_ylabel(r"$J_m - J_m^*$ after 20 epochs (diverged runs at $10^3$)")
+    ax.set_title("Too small is slow, too large diverges; GD's wall is 2/λ_max, SGD's is lower")
+    ax.legend(fontsize="small")
+    return ax
+
+
+def plot_network_floor(result: NetworkFloorResult, axes=None):
+    """Section 9.5.  Left: J_m − J_m(θ̂) against the step for the smallest B (median over the
+    seeds), each constant ε and the decaying schedule, the averaging window shaded.  Right: the
+    median excess of every constant ε and B against ε/B, with the prediction ε tr C/(4B)."""
+    import matplotlib.pyplot as plt
+
+    if axes is None:
+        _, axes = plt.subplots(1, 2, figsize=(11, 4.3))
+    ax1, ax2 = axes
+    L, B0 = len(result.lrs), int(result.batch_sizes[0])
+    med = np.median(result.curves[:, 0] - result.start[:, None, None], axis=0)  # (K, T)
+    for k in range(L + 1):
+        label = f"ε = {result.lrs[k]:g}" if k < L else f"{DECAY_LABEL}, ε₀ = {result.lrs[-1]:g}"
+        style = dict(color="black", lw=1.5) if k == L else dict(lw=1)
+        ax1.semilogy(result.steps, np.maximum(med[k], 1e-5), label=label, **style)
+    ax1.axvspan(result.steps[-1] - result.window, result.steps[-1], color="gray", alpha=0.15,
+                label="window of the floor")
+    ax1.set_xlabel("SGD step from the minimum θ̂")
+    ax1.set_ylabel(r"$J_m(\theta) - J_m(\hat\theta)$ (median of seeds)")
+    ax1.set_title(f"B = {B0}: each constant ε levels off; the decaying ε comes back down")
+    ax1.legend(fontsize="small")
+    x = result.lrs[None, :] / result.batch_sizes[:, None]
+    excess = result.median_excess()[:, :L]
+    for b, B in enumerate(result.batch_sizes):
+        ax2.loglog(x[b], excess[b], "o", label=f"measured, B = {B}")
+    grid = np.geomspace(x.min(), x.max(), 50)
+    ax2.loglog(grid, grid * np.median(result.trace) / 4, "k--", lw=1,
+               label="predicted ε tr C / (4B)")
+    ax2.set_xlabel("ε / B")
+    ax2.set_ylabel(r"floor $-\ J_m(\hat\theta)$ (median of seeds)")
+    ax2.set_title("The floor of the network is set by ε/B")
+    ax2.legend(fontsize="small")
+    ax1.figure.tight_layout()
     return axes

@@ -27,7 +27,7 @@ def problem():
 def test_sampling_has_the_stated_distribution(problem):
     X, y = problem.sample(200_000, np.random.default_rng(0))
     cov = X.T @ X / len(X)
-    np.testing.assert_allclose(np.diag(cov), problem.mu, rtol=0.02)
+    np.testing.assert_allclose(np.diag(cov), problem.variances, rtol=0.02)
     assert np.abs(cov - np.diag(np.diag(cov))).max() < 0.01
     resid = y - X @ problem.theta_star
     assert resid.var() == pytest.approx(problem.noise_std ** 2, rel=0.02)
@@ -61,13 +61,13 @@ def test_expected_excess_risk_matches_monte_carlo():
 
 
 def test_expected_excess_risk_without_noise_is_gradient_descent():
-    """B → ∞ removes the noise: e_j ← (1 − 2εμ_j) e_j exactly."""
+    """B → ∞ removes the noise: e_j ← (1 − 2εσ_j²) e_j exactly."""
     prob = st.NoisyLinearRegression(dim=4, condition_number=3.0, scale=0.5)
     lr, T = 0.3, 25
     exact = prob.expected_excess_risk(np.full(T, lr), batch_size=10 ** 12)
     e0 = -prob.theta_star
-    gd = [(prob.mu * ((1 - 2 * lr * prob.mu) ** k * e0) ** 2).sum() for k in range(T + 1)]
-    np.testing.assert_allclose(exact, gd, rtol=1e-9, atol=1e-11)  # noise ~ ε²σ²μ/B ≈ 1e-13
+    gd = [(prob.variances * ((1 - 2 * lr * prob.variances) ** k * e0) ** 2).sum() for k in range(T + 1)]
+    np.testing.assert_allclose(exact, gd, rtol=1e-9, atol=1e-11)  # noise ~ ε²σ²σ_j²/B ≈ 1e-13
 
 
 @pytest.mark.parametrize("B", [1, 4, 32])
@@ -77,7 +77,7 @@ def test_noise_floor_is_the_fixed_point_of_the_recursion(problem, B):
     assert long_run[-1] == pytest.approx(problem.noise_floor(lr, B), rel=1e-6)
     # small ε: ε σ² tr Σ / B
     tiny = 1e-6
-    assert problem.noise_floor(tiny, B) == pytest.approx(tiny * problem.mu.sum() / B, rel=1e-4)
+    assert problem.noise_floor(tiny, B) == pytest.approx(tiny * problem.variances.sum() / B, rel=1e-4)
 
 
 def test_stable_lr_limit(problem):
@@ -421,4 +421,126 @@ def test_widget_run_and_plot():
     assert decaying.expected[-1] < 0.2 * run.floor
     axes = st.plot_widget_run(st.widget_run(0.9, "constant", 1))  # diverging: still draws
     assert len(axes) == 2
+    plt.close("all")
+
+
+# ---------------------------------------------------------------------------------------------
+# review checks of the prose (sections 3 and 6), cheap
+
+def test_inverse_time_schedule_gives_one_over_k_even_on_the_edge_of_the_theorem(problem):
+    """Section 9.3: ε₀τ = 5 is exactly Bottou, Curtis & Nocedal's bound 1/λ_min(H); the exact
+    recursion still falls like 1/k (needs only ε₀τ > 1/(4σ²_min) = 2.5), and ε₀τ = 2 is slower."""
+    T = 100_000
+    lrs = np.stack([st.inverse_time_lr(0.05, T, tau, 1) for tau in (100.0, 40.0)])
+    exact = problem.expected_excess_risk(lrs, 1)
+    slopes = [st.loglog_slope([1e4, 1e5], [e[10_000], e[100_000]]) for e in exact]
+    assert slopes[0] == pytest.approx(-1.0, abs=0.01)  # -0.999
+    assert -0.9 < slopes[1] < -0.8  # -0.885, tending to -4 ε₀τ σ²_min = -0.8
+    assert 2 * problem.variances[0] * 0.05 * 100 == pytest.approx(1.0)  # ε₀τ λ_min(H) = 1
+
+
+def test_minibatch_wall_is_close_to_gradient_descents(problem):
+    """Section 9.6: the mean-square limits printed in units of 2/λ_max, and the minibatch's last
+    stable grid point depends on the draw: below GD's on the chapter's seeds, equal on others."""
+    assert f"{problem.stable_lr_limit(1) / problem.lr_limit:.2g}" == "0.14"
+    assert f"{problem.stable_lr_limit(32) / problem.lr_limit:.2g}" == "0.92"
+    other = st.compare_algorithms(data_seed=2, seed=2)
+    assert other.largest_stable("minibatch SGD") == other.largest_stable("batch GD")
+    assert other.largest_stable("SGD") < 0.2 * other.largest_stable("batch GD")
+
+
+# ---------------------------------------------------------------------------------------------
+# section 5: the noise floor of a real network
+
+def _tiny_data(n=64, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, 40, generator=g, dtype=F64), torch.randint(0, 10, (n,), generator=g)
+
+
+def test_side_by_side_copies_train_as_separate_networks():
+    from course_lib.models import mlp
+    X, y = _tiny_data()
+    template = mlp(40, (8,), 10, activation="tanh", generator=torch.Generator().manual_seed(3)).double()
+    both = st.SideBySideMLP(template, 2)
+    opt = SGD([{"params": list(c.parameters()), "lr": lr} for c, lr in zip(both.copies, (0.05, 0.2))])
+    train(both, st.summed_cross_entropy, opt, (X, y), epochs=2, batch_size=16, seed=5, metrics=())
+    for copy, lr in zip(both.copies, (0.05, 0.2)):
+        alone = mlp(40, (8,), 10, activation="tanh", generator=torch.Generator().manual_seed(3)).double()
+        train(alone, nn.CrossEntropyLoss(), SGD(alone.parameters(), lr=lr), (X, y), epochs=2,
+              batch_size=16, seed=5, metrics=())
+        mine = [t for i in range(0, len(copy), 2) for t in (copy[i].T, copy[i + 1])]
+        ref = [t for m in alone if isinstance(m, nn.Linear) for t in (m.weight, m.bias)]
+        for a, b in zip(mine, ref):
+            torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+    alone_loss = nn.functional.cross_entropy(alone(X), y).item()
+    assert both.losses(X, y)[1] == pytest.approx(alone_loss, rel=1e-12)
+    assert st.SideBySideMLP(both, 3).losses(X, y) == pytest.approx([both.losses(X, y)[0]] * 3)
+    with pytest.raises(ValueError, match="template"):
+        st.SideBySideMLP(nn.Sequential(nn.Conv1d(1, 1, 3)), 2)
+
+
+def test_gradient_noise_trace_and_minimize_training_loss():
+    from course_lib.models import mlp
+    X, y = _tiny_data(32)
+    net = mlp(40, (8,), 10, activation="tanh", generator=torch.Generator().manual_seed(0)).double()
+    before = nn.functional.cross_entropy(net(X), y).item()
+    after = st.minimize_training_loss(net, X, y, 50)
+    assert after < 0.5 * before
+    grads = []
+    for i in range(len(X)):
+        net.zero_grad()
+        nn.functional.cross_entropy(net(X[i:i + 1]), y[i:i + 1]).backward()
+        grads.append(torch.cat([p.grad.reshape(-1) for p in net.parameters()]))
+    G = torch.stack(grads)
+    expected = float((G - G.mean(0)).pow(2).sum(1).mean())
+    assert st.gradient_noise_trace(net, X, y) == pytest.approx(expected, rel=1e-10)
+
+
+def test_network_noise_floor_small_run_and_plot():
+    import matplotlib.pyplot as plt
+    r = st.network_noise_floor(num_samples=500, lbfgs_iters=20, lrs=(0.01, 0.04), batch_sizes=(4, 16),
+                               seeds=(0,), steps=75, window=50, eval_every=25)
+    assert r.curves.shape == (1, 2, 3, 3) and r.floor.shape == (1, 2, 3)
+    np.testing.assert_array_equal(r.steps, [25, 50, 75])
+    np.testing.assert_allclose(r.floor, r.curves[..., 1:].mean(-1))  # the last two evaluations
+    np.testing.assert_allclose(r.drift, r.curves[..., 2] - r.curves[..., 1])
+    assert r.predicted.shape == (1, 2, 2) and r.ratio().shape == (2, 2)
+    np.testing.assert_allclose(r.predicted[0, 1] / r.predicted[0, 0], 1 / 4)  # ∝ 1/B
+    assert np.all(np.isfinite(r.excess)) and np.all(r.start > 0)
+    assert len(st.plot_network_floor(r)) == 2
+    plt.close("all")
+    with pytest.raises(ValueError, match="eval_every"):
+        st.network_noise_floor(num_samples=500, batch_sizes=(64,), steps=50, window=50, eval_every=25,
+                               seeds=(0,), lbfgs_iters=1)
+    with pytest.raises(ValueError, match="window"):
+        st.network_noise_floor(steps=50, window=25, eval_every=25)
+
+
+def test_network_floor_printed():
+    """What section 9.5 prints (stored output; nbval re-runs it).  Spread over native,
+    ATEN_CPU_CAPABILITY=default and avx2: median ratio 0.82-0.83, range 0.53..0.95, p 1.21-1.22,
+    q 1.03-1.04, same-ε/B ratios 1.11..1.51, drift ≤ 0.24, tr C 5.2: all print the same."""
+    from stored import stored_numbers, stored_text
+    text = stored_text("09_sgd", "st.network_noise_floor()")
+    trace = stored_numbers(text, "tr C at θ̂ (median of the seeds) =")[0]
+    assert 4 < trace < 7
+    med, cells, lo, hi = stored_numbers(text, "median of seeds:")[:4]
+    assert cells == 10 and 0.5 <= lo <= med <= hi <= 1.0  # "within a factor of two, from below"
+    p, q = stored_numbers(text, "fit floor ∝ ε^p / B^q:")[:2]
+    assert 1.0 < p <= 1.4 and q == pytest.approx(1.0, abs=0.1)  # "1/B; ε a little steeper"
+    lo, hi = stored_numbers(text, "floor ratio from")[:2]
+    assert 1.0 < lo <= hi <= 1.6  # "the same ε/B gives a somewhat higher floor with the larger ε"
+    assert stored_numbers(text, "at most")[0] <= 0.3
+    for B in (4, 16):
+        line = next(s for s in text.splitlines() if s.startswith(f"B = {B}:"))
+        assert line.endswith("below the floors of ε = 0.025, 0.05, 0.1"), line
+
+
+def test_plots_of_the_chapter(problem, cmp, sched):
+    import matplotlib.pyplot as plt
+    runs = {name: cmp.run(name, 0.01) for name in cmp.curves}
+    assert len(st.plot_comparison(runs, cmp, 0.01)) == 2
+    st.plot_schedules(sched)
+    st.plot_noise_floor(st.noise_floor_experiment(steps=200, burn_in=100, n_runs=2), problem)
+    st.plot_lr_sweep(cmp)
     plt.close("all")
