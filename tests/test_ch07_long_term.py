@@ -391,3 +391,23 @@ def test_plot_latching(latch):
     ax, bx = lt.plot_latching(latch)
     assert ax.get_xscale() == "log" and bx.get_yscale() == "log"
     plt.close("all")
+
+
+def test_plots_draw_what_they_are_given(depth_cmp):
+    """The figures moved out of the notebook: one curve per eigenvector (+ the generic x), one
+    curve per t of the unit circle's images (+ two eigenvector lines), one dot per shared net."""
+    Wm, V = lt.matrix_with_eigenvalues(lt.EIGENVALUES, seed=lt.EIGEN_SEED)
+    eig_norms = lt.power_norms(Wm, V.T, 10)
+    ax = lt.plot_power_norms(eig_norms, lt.power_norms(Wm, torch.ones(3), 10))
+    assert len(ax.lines) == 4 and ax.get_yscale() == "log"
+    np.testing.assert_array_equal(ax.lines[0].get_ydata(), eig_norms[:, 0])
+    W2, V2 = lt.matrix_with_eigenvalues(lt.EIGENVALUES_2D, seed=lt.EIGEN_SEED_2D)
+    circle = torch.stack([torch.linspace(0, 6.3, 50, dtype=torch.float64).cos(),
+                          torch.linspace(0, 6.3, 50, dtype=torch.float64).sin()], dim=1)
+    ax = lt.plot_circle_images(lt.power_iterates(W2, circle, 10), V2)
+    assert len(ax.lines) == 4 + 2
+    ax = lt.plot_rate_vs_radius(depth_cmp)
+    rates, log_radius = depth_cmp.rate_vs_radius()
+    np.testing.assert_array_equal(ax.collections[0].get_offsets()[:, 1], rates)
+    assert ax.get_xlabel() == "ln r(W) of the shared matrix"
+    plt.close("all")

@@ -641,3 +641,23 @@ def test_modes_prose_and_printed_numbers():
     # "Nesterov with the same ε diverges" at Polyak's tuning
     opt = mom.tuned_hyperparameters("heavy_ball", 1 / m["condition_number"], 1.0)
     assert mom.convergence_factor(lam3, **opt, nesterov=True) > 1
+
+
+def test_moved_figures_draw_what_they_are_given():
+    import matplotlib.pyplot as plt
+
+    terminal = {a: mom.terminal_velocity(a, steps=20) for a in (0.0, 0.9)}
+    ax = mom.plot_terminal_velocity(terminal)
+    np.testing.assert_array_equal(ax.lines[0].get_ydata(), terminal[0.0].step_lengths)
+    lam = np.array([0.01, 1.0])
+    lrs, alphas = np.linspace(0.1, 4, 9), np.linspace(0, 0.9, 7)
+    r = mom.convergence_factor(lam, lrs[None, :], alphas[:, None])
+    tuned = {m: {**mom.tuned_hyperparameters(m, 0.01, 1.0)} for m in ("heavy_ball", "gd")}
+    for m in tuned:
+        tuned[m]["r"] = mom.convergence_factor(lam, tuned[m]["lr"], tuned[m]["momentum"])
+    ax = mom.plot_factor_map(lrs, alphas, r, tuned)
+    assert "r$ = 0.818" in ax.get_legend().get_texts()[0].get_text()
+    sweep = mom.rate_sweep(kappas=(10, 30), dim=20)
+    ax = mom.plot_rate_sweep(sweep)
+    assert ax.get_ylabel() == "steps to shrink the error by $10^{-6}$" and len(ax.lines) == 9
+    plt.close("all")
