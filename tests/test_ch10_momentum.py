@@ -638,6 +638,10 @@ def test_modes_prose_and_printed_numbers():
         ok = a.factors > 0
         assert np.max(np.abs(a.measured_factors()[ok] / a.factors[ok] - 1)) < 0.005
     assert ne.errors[1:, -1].max() == 0.0  # the mode with r = 0 is solved in one step
+    # "raise α and the oscillating region spreads over the whole spectrum at the level √α"
+    reg = mom.mode_regimes(grid, m["lr"], 0.9)
+    assert np.all(reg == 1)
+    np.testing.assert_allclose(mom.mode_factors(grid, m["lr"], 0.9), math.sqrt(0.9), rtol=1e-12)
     # "Nesterov with the same ε diverges" at Polyak's tuning
     opt = mom.tuned_hyperparameters("heavy_ball", 1 / m["condition_number"], 1.0)
     assert mom.convergence_factor(lam3, **opt, nesterov=True) > 1
