@@ -591,7 +591,7 @@ def _vector(name: str, x, n: int) -> np.ndarray:
 
 
 def _cg_iterates(matvec: Callable, b: np.ndarray, x0: np.ndarray) -> Iterator[tuple]:
-    """Yield (x_t, r_t), r_t = b − Hx_t, for t = 0, 1, …; stop when r_t = 0 exactly."""
+    """Yield (x_t, b − Hx_t) (the residual, −g_t) for t = 0, 1, …; stop when it is 0 exactly."""
     x = x0.copy()
     r = b - matvec(x)
     p = r.copy()       # the first search direction: the steepest descent direction
@@ -630,10 +630,12 @@ def conjugate_gradient(H, b, x0=None, tol: float = 1e-10, max_iter: int | None =
 
     .. math::
 
-        r_0 = b - Hx_0,\; p_0 = r_0;\qquad
-        a_t = \frac{r_t^\top r_t}{p_t^\top H p_t},\;
-        x_{t+1} = x_t + a_t p_t,\; r_{t+1} = r_t - a_t H p_t,\;
-        p_{t+1} = r_{t+1} + \frac{r_{t+1}^\top r_{t+1}}{r_t^\top r_t}\, p_t .
+        g_0 = Hx_0 - b,\; p_0 = -g_0;\qquad
+        a_t = \frac{g_t^\top g_t}{p_t^\top H p_t},\;
+        x_{t+1} = x_t + a_t p_t,\; g_{t+1} = g_t + a_t H p_t,\;
+        p_{t+1} = -g_{t+1} + \frac{g_{t+1}^\top g_{t+1}}{g_t^\top g_t}\, p_t ,
+
+    with g_t the gradient of the quadratic at x_t (the negative residual b − Hx_t).
 
     Each direction is H-conjugate to the previous ones, so in exact arithmetic CG ends after
     at most n steps; after t steps the error in the H-norm is at most
