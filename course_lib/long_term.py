@@ -17,10 +17,12 @@ function                                    what it computes / measures
 :func:`matrix_with_eigenvalues`,            a matrix with chosen eigenvalues; W^t by the
 :func:`eigen_power`, :func:`power_iterates`, eigendecomposition; ‖W^t v‖ along directions;
 :func:`power_norms`, :func:`log_slope`,     the per-step rate ln(growth) by a fit; how
-:func:`angle_to_direction`                  W^t x lines up with the top eigenvector
+:func:`angle_to_direction`,                 W^t x lines up with the top eigenvector
+:func:`plot_power_norms`,
+:func:`plot_circle_images`
 :func:`make_rnn`, :func:`rnn_states`,       ‖∂L/∂h_0‖ of a vanilla RNN (linear or tanh)
 :func:`state_gradient_norms`,               against T, measured with autograd; its rate
-:func:`rnn_gradient_experiment`,            compared with ln ρ; tanh saturation
+:func:`rnn_gradient_experiment`,            compared with ln r(W); tanh saturation
 :func:`rnn_gradient_rates`,
 :func:`mean_tanh_derivative`
 :func:`backprop_norms`,                     deep linear feed-forward nets, one matrix shared
@@ -29,10 +31,11 @@ function                                    what it computes / measures
 :func:`power_law_exponent`
 :func:`plot_rnn_gradients`,                 the chapter's figures (the widget draws with
 :func:`draw_rnn_gradients`,                 :func:`draw_rnn_gradients`)
-:func:`plot_depth_comparison`
+:func:`plot_depth_comparison`,
+:func:`plot_rate_vs_radius`
 ==========================================  ==============================================
 
-The module-level constants (``EIGENVALUES``, ``RHOS``, ``FEEDFORWARD``, …) are the settings
+The module-level constants (``EIGENVALUES``, ``RADII``, ``FEEDFORWARD``, …) are the settings
 the chapter uses; the notebook and the tests both import them, so the two cannot drift apart.
 
 References: Goodfellow, Bengio & Courville (2016), *Deep Learning*, MIT Press, §8.2.5 and
@@ -56,12 +59,12 @@ from course_lib.utils import single_thread
 
 __all__ = [
     "matrix_with_eigenvalues", "eigen_power", "power_iterates", "power_norms",
-    "angle_to_direction", "log_slope",
+    "angle_to_direction", "log_slope", "plot_power_norms", "plot_circle_images",
     "make_rnn", "rnn_states", "state_gradient_norms", "mean_tanh_derivative",
     "RNNGradients", "rnn_gradient_experiment", "rnn_gradient_rates", "plot_rnn_gradients",
     "draw_rnn_gradients",
     "backprop_norms", "log_norm_step_stats", "DepthComparison", "compare_shared_independent",
-    "power_law_exponent", "plot_depth_comparison",
+    "power_law_exponent", "plot_depth_comparison", "plot_rate_vs_radius",
     "LAGS", "LATCH", "latching_task", "latch_gradient_terms", "LatchRun", "train_latching",
     "LatchingExperiment", "latching_experiment", "plot_latching",
 ]
@@ -77,7 +80,7 @@ POWER_STEPS = 60
 EIGENVALUES_2D = (1.1, 0.6)
 EIGEN_SEED_2D = 1  # eigenvectors 61° apart: not orthogonal, yet easy to see
 #: the vanilla RNN: spectral radii, sizes, longest T, and the first T of the rate fit
-RHOS = (0.9, 1.0, 1.1)
+RADII = (0.9, 1.0, 1.1)
 RNN = dict(input_size=1, hidden_size=16, batch=16, seed=0)
 T_MAX = 60
 FIT_FROM = 20
@@ -181,12 +184,12 @@ def angle_to_direction(X, v) -> np.ndarray:
 
 
 def log_slope(values, start: int = 0, t=None) -> np.ndarray | float:
-    r"""The per-step rate r of exponential growth, values ≈ C e^{r t}: least-squares slope of
+    r"""The per-step rate a of exponential growth, values ≈ C e^{a t}: least-squares slope of
     ln(values) against t, using the entries from index ``start`` on.
 
     ``values`` has shape (T,) or (T, k) (one fit per column); ``t`` defaults to 0, 1, …, T−1.
-    e^r is the growth factor per step: for ‖W^t v_i‖ it is |λ_i|, for a linear RNN's gradient
-    ln ρ.  Returns a float for 1-D input, else an array of k rates.
+    e^a is the growth factor per step: for ‖W^t v_i‖ it is |λ_i|, for a linear RNN's gradient
+    the spectral radius r(W) (so a = ln r(W)).  Returns a float for 1-D input, else an array of k rates.
     """
     y = np.asarray(values, dtype=np.float64)
     if y.ndim not in (1, 2):
@@ -203,6 +206,42 @@ def log_slope(values, start: int = 0, t=None) -> np.ndarray | float:
     return float(slope) if y.ndim == 1 else slope
 
 
+def plot_power_norms(eig_norms, x_norms, eigenvalues=EIGENVALUES, ax=None):
+    """‖W^t v‖ against t on a log scale: one curve per eigenvector (the columns of
+    ``eig_norms``, labelled with ``eigenvalues``) and, dashed, the generic x = (1, 1, 1)
+    (``x_norms``), as measured by :func:`power_norms`.  Returns the Axes."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6.5, 4))
+    eig_norms = np.asarray(eig_norms)
+    t = np.arange(len(eig_norms))
+    for lam, col in zip(eigenvalues, eig_norms.T):
+        ax.plot(t, col, label=f"eigenvector, λ = {lam:+}")
+    ax.plot(t, x_norms, "k--", label="generic x = (1, 1, 1)")
+    ax.set_yscale("log")
+    ax.set_xlabel("number of multiplications t")
+    ax.set_ylabel("‖Wᵗ x‖")
+    ax.legend(fontsize="small")
+    return ax
+
+
+def plot_circle_images(images, V, eigenvalues=EIGENVALUES_2D, steps=(0, 2, 5, 10), ax=None):
+    """The images W^t(unit circle) of :func:`power_iterates` (``images`` (T + 1, k, 2)) for
+    the t in ``steps``, and the eigenvectors (columns of ``V``) as lines through 0, solid for
+    the first, dashed for the second.  Returns the Axes."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5.5, 5))
+    for t in steps:
+        ax.plot(images[t, :, 0], images[t, :, 1], label=f"Wᵗ (unit circle), t = {t}")
+    for i, (lam, ls) in enumerate(zip(eigenvalues, ("-", "--"))):
+        v = 3 * V[:, i]
+        ax.plot([-v[0], v[0]], [-v[1], v[1]], "k" + ls, lw=1, label=f"eigenvector v{i + 1}, λ = {lam}")
+    ax.set_aspect("equal")
+    ax.set_xlabel("first coordinate")
+    ax.set_ylabel("second coordinate")
+    ax.legend(fontsize="small", loc="lower right")
+    return ax
+
+
 # ------------------------------------------------------------------------------------------
 # A vanilla RNN: ‖∂L/∂h_0‖ against T
 # ------------------------------------------------------------------------------------------
@@ -215,22 +254,22 @@ def _check_activation(activation: str) -> str:
     return activation
 
 
-def make_rnn(rho: float, input_size: int = RNN["input_size"],
+def make_rnn(radius: float, input_size: int = RNN["input_size"],
              hidden_size: int = RNN["hidden_size"], batch: int = RNN["batch"],
              steps: int = T_MAX, seed: int = RNN["seed"]):
-    """A float64 :class:`~course_lib.models.VanillaRNN` with spectral radius ρ(W) = ``rho``
+    """A float64 :class:`~course_lib.models.VanillaRNN` with spectral radius r(W) = ``radius``
     and one output, and a batch of inputs x ~ N(0, 1) of shape (batch, steps, input_size).
 
-    The same ``seed`` gives the same W up to its scale for every ``rho`` (and the same x), so
-    that a comparison across ρ changes nothing else.  Returns ``(rnn, x)``.
+    The same ``seed`` gives the same W up to its scale for every ``radius`` (and the same x),
+    so that a comparison across r(W) changes nothing else.  Returns ``(rnn, x)``.
     """
-    rho = _check_positive("rho", rho)
+    radius = _check_positive("radius", radius)
     for name, value in (("input_size", input_size), ("hidden_size", hidden_size),
                         ("batch", batch), ("steps", steps)):
         _check_int(name, value, 1)
     gen = torch.Generator().manual_seed(_check_int("seed", seed, 0))
     rnn = VanillaRNN(input_size, hidden_size, out_features=1, generator=gen).double()
-    rnn.set_spectral_radius(rho)
+    rnn.set_spectral_radius(radius)
     x = torch.randn(batch, steps, input_size, dtype=torch.float64, generator=gen)
     return rnn, x
 
@@ -300,7 +339,7 @@ def mean_tanh_derivative(rnn: VanillaRNN, x: torch.Tensor, start: int = FIT_FROM
 
 class RNNGradients(NamedTuple):
     """One measurement of ‖∂L_T/∂h_0‖ against T."""
-    rho: float            #: the spectral radius ρ(W)
+    radius: float         #: the spectral radius r(W)
     activation: str       #: "linear" or "tanh"
     T: np.ndarray         #: horizons 1, …, T_max
     norms: np.ndarray     #: (T_max, N): ‖∂L_T/∂h_0‖ per sequence
@@ -308,14 +347,14 @@ class RNNGradients(NamedTuple):
     mean_derivative: float  #: mean tanh′ = 1 − h² (1.0 for the linear RNN)
 
     @property
-    def log_rho(self) -> float:
-        """ln ρ, the rate a linear RNN's gradient has."""
-        return math.log(self.rho)
+    def log_radius(self) -> float:
+        """ln r(W), the rate a linear RNN's gradient has."""
+        return math.log(self.radius)
 
 
-def rnn_gradient_experiment(rho: float, activation: str = "tanh", steps: int = T_MAX,
+def rnn_gradient_experiment(radius: float, activation: str = "tanh", steps: int = T_MAX,
                             fit_from: int = FIT_FROM, **rnn_kw) -> RNNGradients:
-    """Build the RNN of :func:`make_rnn` with spectral radius ``rho``, measure
+    """Build the RNN of :func:`make_rnn` with spectral radius r(W) = ``radius``, measure
     ‖∂L_T/∂h_0‖ for T = 1..``steps`` and fit its rate of growth (per step, natural log)
     from T = ``fit_from`` on (the first steps are a transient: the other eigenvalues
     have not died out yet)."""
@@ -324,24 +363,24 @@ def rnn_gradient_experiment(rho: float, activation: str = "tanh", steps: int = T
     fit_from = _check_int("fit_from", fit_from, 1)
     if fit_from > steps - 2:
         raise ValueError(f"Invalid fit_from: {fit_from} (expected <= steps - 2 = {steps - 2})")
-    rnn, x = make_rnn(rho, steps=steps, **rnn_kw)
+    rnn, x = make_rnn(radius, steps=steps, **rnn_kw)
     norms = state_gradient_norms(rnn, x, activation)
     T = np.arange(1, steps + 1)
     rate = float(np.mean(log_slope(norms, start=fit_from - 1, t=T)))  # = slope of mean ln-norm
     s = mean_tanh_derivative(rnn, x, fit_from) if activation == "tanh" else 1.0
-    return RNNGradients(float(rho), activation, T, norms, rate, s)
+    return RNNGradients(float(radius), activation, T, norms, rate, s)
 
 
-def rnn_gradient_rates(rhos: Sequence[float] = RHOS, activations=_ACTIVATIONS,
+def rnn_gradient_rates(radii: Sequence[float] = RADII, activations=_ACTIVATIONS,
                        **kw) -> dict[tuple[float, str], RNNGradients]:
-    """:func:`rnn_gradient_experiment` for every (ρ, activation): the chapter's main table."""
-    return {(rho, act): rnn_gradient_experiment(rho, act, **kw)
-            for rho in rhos for act in activations}
+    """:func:`rnn_gradient_experiment` for every (r(W), activation): the chapter's main table."""
+    return {(r, act): rnn_gradient_experiment(r, act, **kw)
+            for r in radii for act in activations}
 
 
 def plot_rnn_gradients(results: Sequence[RNNGradients], ax=None, reference: bool = True):
     """The geometric mean over sequences of ‖∂L_T/∂h_0‖ against T, on a log scale, one curve
-    per measurement; with ``reference``, the line ρ^T (scaled to the curve at T = 1) that a
+    per measurement; with ``reference``, the line r(W)^T (scaled to the curve at T = 1) that a
     linear RNN follows.  Returns the Axes."""
     if ax is None:
         _, ax = plt.subplots(figsize=(6, 4))
@@ -351,9 +390,9 @@ def plot_rnn_gradients(results: Sequence[RNNGradients], ax=None, reference: bool
         geo = np.exp(np.log(r.norms).mean(axis=1))
         ls = "-" if r.activation == "linear" else "--"
         ax.plot(r.T, geo, ls, color=c,
-                label=f"{r.activation}, ρ = {r.rho:.3g}: rate {r.rate:+.3f} / step")
+                label=f"{r.activation}, r(W) = {r.radius:.3g}: rate {r.rate:+.3f} / step")
         if reference:
-            ax.plot(r.T, geo[0] * r.rho ** (r.T - 1.0), ":", color=c, lw=1, alpha=0.7)
+            ax.plot(r.T, geo[0] * r.radius ** (r.T - 1.0), ":", color=c, lw=1, alpha=0.7)
     ax.set_yscale("log")
     ax.set_xlabel("horizon T (time steps between h₀ and the loss)")
     ax.set_ylabel("‖∂L/∂h₀‖ (geometric mean over sequences)")
@@ -361,15 +400,15 @@ def plot_rnn_gradients(results: Sequence[RNNGradients], ax=None, reference: bool
     return ax
 
 
-def draw_rnn_gradients(rho: float = 1.1, T: int = T_MAX):
-    """The widget's figure: linear and tanh RNN with spectral radius ``rho``, horizons up to
+def draw_rnn_gradients(radius: float = 1.1, T: int = T_MAX):
+    """The widget's figure: linear and tanh RNN with spectral radius r(W) = ``radius``, horizons up to
     ``T``; the title gives the two measured growth factors per step.  Returns the results."""
     fit_from = min(FIT_FROM, max(1, T // 3))
-    runs = [rnn_gradient_experiment(rho, act, steps=T, fit_from=fit_from)
+    runs = [rnn_gradient_experiment(radius, act, steps=T, fit_from=fit_from)
             for act in ("linear", "tanh")]
     ax = plot_rnn_gradients(runs)
     lin, tanh = runs
-    ax.set_title(f"ρ = {rho:.3g}: linear ×{math.exp(lin.rate):.3g} per step (ρ), "
+    ax.set_title(f"r(W) = {radius:.3g}: linear ×{math.exp(lin.rate):.3g} per step (r(W)), "
                  f"tanh ×{math.exp(tanh.rate):.3g} per step")
     return runs
 
@@ -457,7 +496,7 @@ class DepthComparison(NamedTuple):
     depths: np.ndarray        #: 0, 1, …, depth
     shared: np.ndarray        #: (trials, depth + 1) from :func:`backprop_norms` (shared=True)
     independent: np.ndarray   #: (trials, depth + 1), a new matrix per layer
-    shared_rho: np.ndarray    #: (trials,) the spectral radius ρ(W) of each shared matrix
+    shared_radius: np.ndarray  #: (trials,) the spectral radius r(W) of each shared matrix
     width: int                #: n, the width of every layer
 
     def _get(self, which: str) -> np.ndarray:
@@ -486,19 +525,35 @@ class DepthComparison(NamedTuple):
 
     def rate_vs_radius(self, from_depth: int = 32) -> tuple[np.ndarray, np.ndarray]:
         """Per shared network: its measured growth rate (slope of ln‖∂L/∂h‖ per layer, from
-        ``from_depth`` on) and ln ρ(W).  The two agree: each shared net has its own rate."""
+        ``from_depth`` on) and ln r(W).  The two agree: each shared net has its own rate."""
         rates = log_slope(10.0 ** self.shared.T, start=from_depth)  # one fit per network
-        return rates, np.log(self.shared_rho)
+        return rates, np.log(self.shared_radius)
 
 
 def compare_shared_independent(**kw) -> DepthComparison:
     """:func:`backprop_norms` with ``shared=True`` and ``shared=False``, same settings
-    (keywords as for :func:`backprop_norms`), and ρ(W) of every shared matrix."""
+    (keywords as for :func:`backprop_norms`), and r(W) of every shared matrix."""
     kw = {**FEEDFORWARD, "scale": 1.0, **kw}
     shared, W = _backprop(shared=True, **kw)
     independent, _ = _backprop(shared=False, **kw)
-    rho = torch.linalg.eigvals(W).abs().amax(dim=-1).numpy()
-    return DepthComparison(np.arange(shared.shape[1]), shared, independent, rho, kw["width"])
+    radius = torch.linalg.eigvals(W).abs().amax(dim=-1).numpy()
+    return DepthComparison(np.arange(shared.shape[1]), shared, independent, radius, kw["width"])
+
+
+def plot_rate_vs_radius(cmp: DepthComparison, ax=None):
+    """Per shared-weight network: the measured growth rate of ln‖∂L/∂h‖ per layer against
+    ln r(W) (:meth:`DepthComparison.rate_vs_radius`), with the diagonal rate = ln r(W) dotted.
+    Returns the Axes."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5, 4))
+    rates, log_radius = cmp.rate_vs_radius()
+    ax.scatter(log_radius, rates, s=10)
+    lim = [log_radius.min(), log_radius.max()]
+    ax.plot(lim, lim, "k:", label="rate = ln r(W)")
+    ax.set_xlabel("ln r(W) of the shared matrix")
+    ax.set_ylabel("measured rate of ln‖∂L/∂h‖ per layer")
+    ax.legend()
+    return ax
 
 
 def plot_depth_comparison(cmp: DepthComparison, axes=None):
@@ -566,8 +621,8 @@ def latch_gradient_terms(rnn: VanillaRNN, X: torch.Tensor, y: torch.Tensor):
 
     - ``state_norms[t-1]`` = ‖∂L/∂h_t‖ (Frobenius norm over the batch), t = 1..T: how much of
       the error signal that enters at h_T is still there t steps from the start;
-    - ``input_terms[t-1]`` = ‖δ_t x_tᵀ‖ with δ_t = ∂L/∂a_t = (1 − h_t²) ⊙ ∂L/∂h_t: the
-      contribution of step t to ∂L/∂U (∂L/∂U = Σ_t δ_t x_tᵀ).  Only the term of t = 1 carries
+    - ``input_terms[t-1]`` = ‖e_t x_tᵀ‖ with e_t = ∂L/∂a_t = (1 − h_t²) ⊙ ∂L/∂h_t: the
+      contribution of step t to ∂L/∂U (∂L/∂U = Σ_t e_t x_tᵀ).  Only the term of t = 1 carries
       the label; the others are driven by the distractors.
     """
     if rnn.V is None:
@@ -577,7 +632,7 @@ def latch_gradient_terms(rnn: VanillaRNN, X: torch.Tensor, y: torch.Tensor):
         loss = torch.nn.functional.cross_entropy(hs[-1] @ rnn.V.T + rnn.c, y)
         grads = torch.stack(torch.autograd.grad(loss, hs[1:]))  # (T, N, H): ∂L/∂h_t
         delta = (1 - torch.stack(hs[1:]).detach() ** 2) * grads    # (T, N, H): ∂L/∂a_t
-        terms = torch.einsum("tnh,nti->thi", delta, X)              # (T, H, input): δ_t x_tᵀ
+        terms = torch.einsum("tnh,nti->thi", delta, X)              # (T, H, input): e_t x_tᵀ
         state_norms = grads.flatten(1).norm(dim=1).numpy()
         input_terms = terms.flatten(1).norm(dim=1).numpy()
     return state_norms, input_terms

@@ -24,12 +24,17 @@ function                          what it does or measures
 :func:`buffer_form_path`          torch's form (b ← αb + g; θ ← θ − εb or θ − ε(g + αb))
 :func:`compare_forms`             both forms, course_lib.optim.SGD and torch.optim.SGD
 :func:`terminal_velocity`         step length under a constant gradient → ε‖g‖/(1 − α)
-:func:`convergence_factor`        the asymptotic rate ρ per step on a quadratic (closed form)
+:func:`convergence_factor`        r per step on a quadratic: the spectral radius of the iteration matrix
 :func:`tuned_hyperparameters`     ε and α of the tuned GD, heavy ball and Nesterov
 :func:`conjugate_gradient`        conjugate gradients for H x = b (Hestenes & Stiefel, 1952)
 :func:`steps_to_accuracy`         steps until ‖θ_t − θ*‖ ≤ tol·‖θ₀ − θ*‖, any method
 :func:`rate_sweep`                those steps on quadratics of growing κ (≈ κ against ≈ √κ)
 :func:`explorer_figure`           the figure of the chapter's widget (α, ε, κ → paths)
+:func:`iteration_matrix`          the 2×2 matrix M_λ that advances one eigen-mode
+:func:`mode_factors`              each mode's contraction factor r(M_λ), its spectral radius
+:func:`mode_regimes`              each mode monotone, oscillating or sign-flipping
+:func:`mode_errors`               each mode's measured |e_t|
+:func:`modes_figure`              the eigen-mode widget (α, ε, κ → r(M_λ) and |e_t|)
 ================================  ========================================================
 
 The chapter's settings are module constants (``FIG85``, ``TERMINAL_ALPHAS``, ``RATE_KAPPAS``,
@@ -67,6 +72,9 @@ __all__ = [
     "plot_effective_step", "TUNINGS", "GRID", "LESSARD", "NET", "TuningGrid", "tuning_grid",
     "lessard_grad", "lessard_value", "BeyondQuadratics", "beyond_quadratics",
     "EffectiveStepRuns", "effective_step_experiment",
+    "MODES", "REGIMES", "REGIME_COLORS", "iteration_matrix", "mode_factors", "mode_regimes",
+    "mode_errors", "ModeAnalysis", "mode_analysis", "plot_mode_factors", "plot_mode_errors",
+    "modes_figure", "plot_terminal_velocity", "plot_factor_map", "plot_rate_sweep",
 ]
 
 # ---- the chapter's settings (notebook and tests import these) ---------------------------
@@ -76,7 +84,7 @@ FIG85 = dict(condition_number=50.0, angle=-0.2, lr=1.7, momentum=0.5, steps=30)
 FORMS = dict(lr=0.5, momentum=0.9, steps=200)
 TERMINAL_ALPHAS = (0.0, 0.5, 0.9, 0.99)  #: α of the constant-gradient runs
 TERMINAL_STEPS = 1000                    #: their length: α^T ≤ 0.99¹⁰⁰⁰ ≈ 4·10⁻⁵
-#: the map of the heavy ball's rate ρ over (α, ε) for one κ (λ_max = 1)
+#: the map of the heavy ball's convergence factor r over (α, ε) for one κ (λ_max = 1)
 HEATMAP_KAPPA = 100.0
 HEATMAP_ALPHAS = np.linspace(0.0, 0.99, 199)
 HEATMAP_LRS = np.linspace(0.01, 4.0, 200)
@@ -87,6 +95,9 @@ RATE_TOL = 1e-6
 RATE_SPECTRUM = "chebyshev"
 #: the widget's start values
 EXPLORER = dict(condition_number=100.0, lr=1.0, momentum=0.7, steps=60)
+#: the eigen-mode widget's start values: the canyon in ``dim`` dimensions (eigenvalues evenly
+#: spaced in [1/κ, 1]), ``points`` values of λ for the curves r(M_λ)
+MODES = dict(condition_number=100.0, lr=1.0, momentum=0.7, steps=100, dim=3, points=400)
 METHODS = ("gd", "heavy_ball", "nesterov", "cg")
 METHOD_LABELS = {"gd": "gradient descent", "heavy_ball": "heavy ball (Polyak)",
                  "nesterov": "Nesterov", "cg": "conjugate gradients",
@@ -96,7 +107,7 @@ TUNINGS = METHODS + ("nesterov_quadratic",)
 #: the measured tuning grid: steps to TOL on a Chebyshev spectrum of κ = 100, n eigenvalues
 GRID = dict(condition_number=100.0, dim=50, tol=1e-6, max_steps=400,
             lrs=np.round(np.linspace(0.1, 4.0, 40), 6), alphas=np.round(np.linspace(0.0, 0.95, 39), 6))
-#: the fine (ε, α) grid on which ρ is minimised by brute force (κ = HEATMAP_KAPPA, λ_max = 1)
+#: the fine (ε, α) grid on which r is minimised by brute force (κ = HEATMAP_KAPPA, λ_max = 1)
 FINE_LRS = np.round(np.linspace(1.0, 2.0, 1001), 6)
 FINE_ALPHAS = np.round(np.linspace(0.5, 0.95, 901), 6)
 #: beyond quadratics: the 1-D counterexample of Lessard, Recht & Packard (2016), μ = 1, L = 25
@@ -378,28 +389,9 @@ def terminal_velocity(momentum: float, steps: int = TERMINAL_STEPS, lr: float = 
 # ----------------------------------------------------------------------------------------
 # 3. Rates on a quadratic: closed forms
 # ----------------------------------------------------------------------------------------
-def convergence_factor(eigenvalues, lr, momentum=0.0, nesterov: bool = False):
-    r"""ρ, the factor by which the error shrinks per step in the long run, on a quadratic.
-
-    Along an eigenvector of H with eigenvalue λ both methods are a linear recursion of
-    order two in the error e_t = θ_t − θ*:
-
-    .. math::
-
-        \text{heavy ball:}\; e_{t+1} = (1 + \alpha - \epsilon\lambda)\, e_t - \alpha\, e_{t-1},
-        \qquad
-        \text{Nesterov:}\; e_{t+1} = (1 + \alpha)(1 - \epsilon\lambda)\, e_t
-                                    - \alpha (1 - \epsilon\lambda)\, e_{t-1},
-
-    so e_t is a combination of z₁ᵗ and z₂ᵗ, the roots of z² − s z + p = 0 (s and p the two
-    coefficients).  ρ is the largest |z| over both roots and all eigenvalues; the method
-    converges iff ρ < 1.  α = 0 gives gradient descent, ρ = max |1 − ελ|.
-
-    Arguments: ``eigenvalues`` (n,) of H; ``lr`` → ε and ``momentum`` → α, numbers or arrays
-    that broadcast against each other (the result has their broadcast shape, a float if
-    both are numbers).  For the tuned values of :func:`tuned_hyperparameters`: heavy ball
-    ρ = (√κ − 1)/(√κ + 1), Nesterov ρ = 1 − 1/√κ, gradient descent ρ = (κ − 1)/(κ + 1).
-    """
+def _mode_roots(eigenvalues, lr, momentum, nesterov: bool):
+    """(z₁, z₂, λ): the two roots of each mode's characteristic polynomial z² − s z + p, for
+    every eigenvalue (last axis) and every broadcast (ε, α); checks the arguments."""
     lam = np.asarray(eigenvalues, dtype=np.float64).reshape(-1)
     if lam.size == 0 or not np.all(np.isfinite(lam)) or np.any(lam <= 0):
         raise ValueError(f"Invalid eigenvalues: {eigenvalues!r} (expected positive numbers)")
@@ -415,24 +407,125 @@ def convergence_factor(eigenvalues, lr, momentum=0.0, nesterov: bool = False):
     else:
         s, p = 1 + a - e * lam, a + 0 * lam
     root = np.sqrt((s * s - 4 * p).astype(complex))
-    rho = np.maximum(np.abs((s + root) / 2), np.abs((s - root) / 2)).max(axis=-1)
-    return float(rho) if rho.ndim == 0 else rho
+    return (s + root) / 2, (s - root) / 2, lam
+
+
+def iteration_matrix(eigenvalue: float, lr: float, momentum: float,
+                     nesterov: bool = False) -> np.ndarray:
+    r"""The 2×2 matrix M that advances one eigen-mode: (e_{t+1}, e_t) = M (e_t, e_{t−1}).
+
+    .. math::
+
+        M_{\text{heavy ball}} = \begin{pmatrix} 1 + \alpha - \epsilon\lambda & -\alpha \\ 1 & 0
+        \end{pmatrix}, \qquad
+        M_{\text{Nesterov}} = \begin{pmatrix} (1 + \alpha)(1 - \epsilon\lambda) &
+        -\alpha(1 - \epsilon\lambda) \\ 1 & 0 \end{pmatrix} .
+
+    Its eigenvalues are the roots z₁, z₂ of :func:`convergence_factor`, and its spectral
+    radius r(M) = max |z| is the mode's contraction factor (:func:`mode_factors`).
+    """
+    lam = _check_number("eigenvalue", eigenvalue, 0.0, low_open=True)
+    lr, a = _check_lr(lr), _check_momentum(momentum)
+    if nesterov:
+        u = 1.0 - lr * lam
+        return np.array([[(1.0 + a) * u, -a * u], [1.0, 0.0]])
+    return np.array([[1.0 + a - lr * lam, -a], [1.0, 0.0]])
+
+
+def mode_factors(eigenvalues, lr, momentum=0.0, nesterov: bool = False) -> np.ndarray:
+    r"""The contraction factor of every eigen-mode: r(M_λ) = max(|z₁|, |z₂|) for each λ.
+
+    The spectral radius of the mode's :func:`iteration_matrix`; its error shrinks like r^t
+    (like t·r^t at a double root).  :func:`convergence_factor` is the largest of them.
+    Arguments as for :func:`convergence_factor`; the result has shape (..., n): the broadcast
+    shape of (ε, α) followed by the n eigenvalues.
+    """
+    z1, z2, _ = _mode_roots(eigenvalues, lr, momentum, nesterov)
+    return np.maximum(np.abs(z1), np.abs(z2))
+
+
+#: the three ways an eigen-mode can behave (:func:`mode_regimes`)
+REGIMES = ("monotone", "oscillating", "sign-flipping")
+
+
+def mode_regimes(eigenvalues, lr, momentum=0.0, nesterov: bool = False,
+                 tol: float = 1e-12) -> np.ndarray:
+    r"""Per eigenvalue, the index into :data:`REGIMES` of how the mode's error behaves:
+
+    - 0 ``"monotone"``: real roots, the dominant one positive: e_t keeps its sign and decays
+      (or grows) like r^t;
+    - 1 ``"oscillating"``: complex roots z = r e^{±iω}: e_t rings, a damped cosine under the
+      envelope r^t (for the heavy ball r = √α there, whatever λ is);
+    - 2 ``"sign-flipping"``: real roots, the dominant one negative: e_t changes sign at every
+      step (gradient descent's zigzag for ελ > 1).
+
+    A discriminant within ``tol`` of 0 (a double root) counts as real.  Arguments as for
+    :func:`mode_factors`.
+    """
+    z1, z2, _ = _mode_roots(eigenvalues, lr, momentum, nesterov)
+    complex_ = np.abs(z1.imag) > tol
+    dominant = np.where(np.abs(z1) >= np.abs(z2), z1.real, z2.real)
+    return np.where(complex_, 1, np.where(dominant < 0, 2, 0))
+
+
+def convergence_factor(eigenvalues, lr, momentum=0.0, nesterov: bool = False):
+    r"""r, the factor by which the error shrinks per step in the long run, on a quadratic:
+    the spectral radius of the iteration matrix.
+
+    Along an eigenvector of H with eigenvalue λ both methods are a linear recursion of
+    order two in the error e_t = θ_t − θ*:
+
+    .. math::
+
+        \text{heavy ball:}\; e_{t+1} = (1 + \alpha - \epsilon\lambda)\, e_t - \alpha\, e_{t-1},
+        \qquad
+        \text{Nesterov:}\; e_{t+1} = (1 + \alpha)(1 - \epsilon\lambda)\, e_t
+                                    - \alpha (1 - \epsilon\lambda)\, e_{t-1},
+
+    so e_t is a combination of z₁ᵗ and z₂ᵗ, the roots of z² − s z + p = 0 (s and p the two
+    coefficients), the eigenvalues of the mode's 2×2 :func:`iteration_matrix` M_λ.  r is the
+    largest |z| over both roots and all eigenvalues, max_λ r(M_λ) (:func:`mode_factors`): the
+    spectral radius of the whole iteration matrix; the method converges iff r < 1.  α = 0
+    gives gradient descent, r = max |1 − ελ|.
+
+    Arguments: ``eigenvalues`` (n,) of H; ``lr`` → ε and ``momentum`` → α, numbers or arrays
+    that broadcast against each other (the result has their broadcast shape, a float if
+    both are numbers).  For the tuned values of :func:`tuned_hyperparameters`: heavy ball
+    r = (√κ − 1)/(√κ + 1), Nesterov r = 1 − 1/√κ, gradient descent r = (κ − 1)/(κ + 1).
+    """
+    r = mode_factors(eigenvalues, lr, momentum, nesterov).max(axis=-1)
+    return float(r) if r.ndim == 0 else r
+
+
+def mode_errors(eigenvalues, lr: float, momentum: float, steps: int,
+                nesterov: bool = False) -> np.ndarray:
+    r"""|e_t| of every eigen-mode on H = diag(``eigenvalues``), from e₀ = 1 and v₀ = 0, for
+    t = 0 … T: the lecture form of :func:`velocity_form_path` run on all modes at once (each
+    mode is its own 1-D problem).  Returns a (T + 1, n) array; the long-run slope of column
+    i on a log scale is ln r(M_{λ_i}) (:func:`mode_factors`).
+    """
+    lam = np.asarray(eigenvalues, dtype=np.float64).reshape(-1)
+    if lam.size == 0 or not np.all(np.isfinite(lam)) or np.any(lam <= 0):
+        raise ValueError(f"Invalid eigenvalues: {eigenvalues!r} (expected positive numbers)")
+    path = velocity_form_path(lambda e: torch.as_tensor(lam) * e, np.ones(lam.size), lr,
+                              momentum, steps, nesterov)
+    return np.abs(path.theta)
 
 
 def tuned_hyperparameters(method: str, lam_min: float, lam_max: float) -> dict:
     r"""The classical tuned ε (``lr``) and α (``momentum``) for H with eigenvalues in
     [λ_min, λ_max], κ = λ_max/λ_min:
 
-    - ``"gd"``: ε = 2/(λ_min + λ_max), α = 0 (the best fixed step; ρ = (κ − 1)/(κ + 1));
+    - ``"gd"``: ε = 2/(λ_min + λ_max), α = 0 (the best fixed step; r = (κ − 1)/(κ + 1));
     - ``"heavy_ball"``: ε = 4/(√λ_max + √λ_min)², α = ((√κ − 1)/(√κ + 1))² (Polyak, 1964;
-      ρ = (√κ − 1)/(√κ + 1), the best over all (ε, α));
+      r = (√κ − 1)/(√κ + 1), the best over all (ε, α));
     - ``"nesterov"``: ε = 1/λ_max, α = (√κ − 1)/(√κ + 1) (Nesterov's constant momentum for
-      strongly convex functions; ρ = 1 − 1/√κ on a quadratic, and a guarantee
+      strongly convex functions; r = 1 − 1/√κ on a quadratic, and a guarantee
       J(θ_t) − J* ≤ (1 − 1/√κ)^t (J(θ₀) − J* + μ‖θ₀ − θ*‖²/2) on every μ-strongly convex,
       L-smooth J: Nesterov, 2004, Theorem 2.2.3);
     - ``"nesterov_quadratic"``: ε = 4/(3λ_max + λ_min), α = (√(3κ+1) − 2)/(√(3κ+1) + 2), the
       best (ε, α) for Nesterov on a quadratic (Lessard, Recht & Packard, 2016):
-      ρ = 1 − 2/√(3κ + 1);
+      r = 1 − 2/√(3κ + 1);
     - ``"cg"``: no hyperparameters (an empty dict).
     """
     _check_method(method)
@@ -498,7 +591,7 @@ def _vector(name: str, x, n: int) -> np.ndarray:
 
 
 def _cg_iterates(matvec: Callable, b: np.ndarray, x0: np.ndarray) -> Iterator[tuple]:
-    """Yield (x_t, r_t), r_t = b − Hx_t, for t = 0, 1, …; stop when r_t = 0 exactly."""
+    """Yield (x_t, b − Hx_t) (the residual, −g_t) for t = 0, 1, …; stop when it is 0 exactly."""
     x = x0.copy()
     r = b - matvec(x)
     p = r.copy()       # the first search direction: the steepest descent direction
@@ -537,10 +630,12 @@ def conjugate_gradient(H, b, x0=None, tol: float = 1e-10, max_iter: int | None =
 
     .. math::
 
-        r_0 = b - Hx_0,\; p_0 = r_0;\qquad
-        a_t = \frac{r_t^\top r_t}{p_t^\top H p_t},\;
-        x_{t+1} = x_t + a_t p_t,\; r_{t+1} = r_t - a_t H p_t,\;
-        p_{t+1} = r_{t+1} + \frac{r_{t+1}^\top r_{t+1}}{r_t^\top r_t}\, p_t .
+        g_0 = Hx_0 - b,\; p_0 = -g_0;\qquad
+        a_t = \frac{g_t^\top g_t}{p_t^\top H p_t},\;
+        x_{t+1} = x_t + a_t p_t,\; g_{t+1} = g_t + a_t H p_t,\;
+        p_{t+1} = -g_{t+1} + \frac{g_{t+1}^\top g_{t+1}}{g_t^\top g_t}\, p_t ,
+
+    with g_t the gradient of the quadratic at x_t (the negative residual b − Hx_t).
 
     Each direction is H-conjugate to the previous ones, so in exact arithmetic CG ends after
     at most n steps; after t steps the error in the H-norm is at most
@@ -646,8 +741,8 @@ class RateSweep(NamedTuple):
     r"""Steps to accuracy ``tol`` on quadratics of growing κ (NumPy arrays, one entry per κ).
 
     ``kappas``; ``steps`` method → measured steps (:func:`steps_to_accuracy`);
-    ``predicted`` method → ln(1/tol)/(−ln ρ) with ρ from :func:`convergence_factor` (for CG
-    the textbook bound ln(2√κ/tol)/(−ln ρ), ρ = (√κ − 1)/(√κ + 1)); ``dim``; ``tol``;
+    ``predicted`` method → ln(1/tol)/(−ln r) with r from :func:`convergence_factor` (for CG
+    the textbook bound ln(2√κ/tol)/(−ln r), r = (√κ − 1)/(√κ + 1)); ``dim``; ``tol``;
     ``kind`` the spectrum.
     """
 
@@ -696,9 +791,9 @@ def rate_sweep(kappas=RATE_KAPPAS, dim: int = RATE_DIM, tol: float = RATE_TOL,
             if m == "cg":
                 predicted[m].append(math.log(2 * math.sqrt(kappa) / tol) / -math.log(q))
             else:
-                rho = convergence_factor(lam, **tuned_hyperparameters(m, 1.0, float(kappa)),
-                                         nesterov=m.startswith("nesterov"))
-                predicted[m].append(math.log(1 / tol) / -math.log(rho))
+                r = convergence_factor(lam, **tuned_hyperparameters(m, 1.0, float(kappa)),
+                                       nesterov=m.startswith("nesterov"))
+                predicted[m].append(math.log(1 / tol) / -math.log(r))
     return RateSweep(kappas, {m: np.array(v) for m, v in steps.items()},
                      {m: np.array(v) for m, v in predicted.items()}, dim, tol, kind)
 
@@ -711,8 +806,8 @@ def explorer_figure(condition_number: float = EXPLORER["condition_number"],
                     steps: int = EXPLORER["steps"], angle: float = FIG85["angle"]):
     r"""Gradient descent, heavy ball and Nesterov with the same ε (and α) on :func:`canyon`
     (κ): paths on the contours (left) and J(θ_t) on a log scale (right), each with a dotted
-    line of the predicted slope ρ^{2t} (J is quadratic in the error) through its last point.
-    The title gives each method's ρ (:func:`convergence_factor`) and the best possible
+    line of the predicted slope r^{2t} (J is quadratic in the error) through its last point.
+    The title gives each method's convergence factor r (:func:`convergence_factor`) and the best possible
     (√κ − 1)/(√κ + 1).
 
     Meant for :func:`course_lib.widgets.interactive_plot`, in the spirit of Goh (2017).
@@ -727,27 +822,193 @@ def explorer_figure(condition_number: float = EXPLORER["condition_number"],
     lam = J.eigenvalues.numpy()
     settings = {"gradient descent": (0.0, False), "heavy ball": (momentum, False),
                 "Nesterov": (momentum, True)}
-    runs, rhos = {}, {}
+    runs, factors = {}, {}
     for label, (alpha, nesterov) in settings.items():
         nesterov = nesterov and alpha > 0  # Nesterov with α = 0 is gradient descent
         runs[label] = run_optimizer(J, SGD, steps=steps, lr=lr, momentum=alpha,
                                     nesterov=nesterov)
-        rhos[label] = convergence_factor(lam, lr, alpha, nesterov=nesterov)
+        factors[label] = convergence_factor(lam, lr, alpha, nesterov=nesterov)
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
     plot_trajectories(J, runs, ax=ax1, title=rf"$\kappa$ = {J.condition_number:.3g}, "
                       rf"$\epsilon$ = {lr:.3g}, $\alpha$ = {momentum:.3g}")
     plot_losses(runs, ax=ax2, y_label=r"$J(\theta_t) - J^*$")
-    for i, (label, rho) in enumerate(rhos.items()):
+    for i, (label, r) in enumerate(factors.items()):
         losses = runs[label].losses
-        if rho < 1 and not runs[label].diverged and losses[-1] > 0:
-            t = np.arange(len(losses))  # the slope ρ² per step, through the last point
-            ax2.plot(t, losses[-1] * rho ** (2.0 * (t - t[-1])), ls=":", lw=1, color=f"C{i}")
+        if r < 1 and not runs[label].diverged and losses[-1] > 0:
+            t = np.arange(len(losses))  # the slope r² per step, through the last point
+            ax2.plot(t, losses[-1] * r ** (2.0 * (t - t[-1])), ls=":", lw=1, color=f"C{i}")
     ax2.set_ylim(max(1e-16, ax2.get_ylim()[0]), None)
     best = (math.sqrt(J.condition_number) - 1) / (math.sqrt(J.condition_number) + 1)
-    ax2.set_title("rate ρ per step: " + ", ".join(f"{k} {v:.3g}" for k, v in rhos.items())
-                  + f"\n(best possible {best:.3g}; dotted: slope $\\rho^{{2t}}$)", fontsize=9)
+    ax2.set_title("convergence factor r per step: " + ", ".join(f"{k} {v:.3g}" for k, v in factors.items())
+                  + f"\n(best possible {best:.3g}; dotted: slope $r^{{2t}}$)", fontsize=9)
     fig.tight_layout()
     return runs
+
+
+# ----------------------------------------------------------------------------------------
+# 6b. The eigen-modes' contraction factors (the chapter's second widget, after Goh, 2017)
+# ----------------------------------------------------------------------------------------
+class ModeAnalysis(NamedTuple):
+    r"""One method's eigen-modes on a quadratic with eigenvalues ``eigenvalues`` (n,).
+
+    ``factors`` (n,) r(M_λ) of each mode (:func:`mode_factors`); ``regimes`` (n,) indices
+    into :data:`REGIMES`; ``errors`` (T + 1, n) the measured |e_t| of each mode
+    (:func:`mode_errors`); ``lr`` ε, ``momentum`` α, ``nesterov``.
+    """
+
+    eigenvalues: np.ndarray
+    factors: np.ndarray
+    regimes: np.ndarray
+    errors: np.ndarray
+    lr: float
+    momentum: float
+    nesterov: bool
+
+    @property
+    def convergence_factor(self) -> float:
+        """r = the worst mode's factor (the spectral radius of the whole iteration matrix)."""
+        return float(self.factors.max())
+
+    @property
+    def worst(self) -> int:
+        """The index of the slowest mode (the first of several equal ones)."""
+        return int(np.argmax(self.factors))
+
+    def measured_factors(self, window: int = 20) -> np.ndarray:
+        r"""(n,) each mode's measured factor per step over the second half of the run: the
+        ratio of the largest |e_t| in the last ``window`` steps to the largest in the
+        ``window`` steps from T/2, to the power 1/(T/2).  (A window, because an oscillating
+        mode passes near 0; at a double root the t in t·r^t adds a factor 2^{2/T}.)"""
+        T = len(self.errors) - 1
+        half = T // 2
+        late = self.errors[T - window + 1:].max(axis=0)
+        mid = self.errors[half - window + 1: half + 1].max(axis=0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return (late / mid) ** (1.0 / (T - half))
+
+
+def mode_analysis(eigenvalues, lr: float, momentum: float, steps: int = MODES["steps"],
+                  nesterov: bool = False) -> ModeAnalysis:
+    """The factors, regimes and measured errors of every eigen-mode (see :class:`ModeAnalysis`)."""
+    lr, momentum = _check_lr(lr), _check_momentum(momentum)
+    lam = np.asarray(eigenvalues, dtype=np.float64).reshape(-1)
+    with np.errstate(over="ignore", invalid="ignore"):
+        errors = mode_errors(lam, lr, momentum, steps, nesterov)
+    return ModeAnalysis(lam, mode_factors(lam, lr, momentum, nesterov),
+                        mode_regimes(lam, lr, momentum, nesterov), errors, lr, momentum,
+                        bool(nesterov))
+
+
+#: background colours of the three regimes in :func:`plot_mode_factors`
+REGIME_COLORS = {"monotone": "#deebf7", "oscillating": "#fde0c5", "sign-flipping": "#e0e0e0"}
+
+
+def plot_mode_factors(analysis: ModeAnalysis, ax=None, points: int = MODES["points"]):
+    r"""r(M_λ) of one method against λ across [λ_min, λ_max] of ``analysis`` (log axis).
+
+    The background shows each λ's regime (:func:`mode_regimes`: monotone, oscillating with
+    complex roots, sign-flipping); the dotted line is the optimal tuning's flat level
+    (√κ − 1)/(√κ + 1), which no (ε, α) beats for the worst mode; the dashed line r = 1 (above
+    it a mode diverges); the dots are the quadratic's own eigenvalues, the slowest one ringed
+    (its factor is the convergence factor r).  Returns the Axes.
+    """
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5.5, 3.8))
+    lam = analysis.eigenvalues
+    lo, hi = float(lam.min()), float(lam.max())
+    grid = np.geomspace(lo, hi, points) if hi > lo else np.array([lo])
+    kw = dict(lr=analysis.lr, momentum=analysis.momentum, nesterov=analysis.nesterov)
+    r, regime = mode_factors(grid, **kw), mode_regimes(grid, **kw)
+    edges = np.sqrt(grid[1:] * grid[:-1]) if grid.size > 1 else np.array([])
+    edges = np.concatenate([[lo], edges, [hi]])
+    start = 0
+    for i in range(1, grid.size + 1):  # one span per run of equal regimes
+        if i == grid.size or regime[i] != regime[start]:
+            ax.axvspan(edges[start], edges[i], color=REGIME_COLORS[REGIMES[regime[start]]], lw=0)
+            start = i
+    ax.plot(grid, r, "k", lw=1.5, label=r"$r(M_\lambda)$ of each mode")
+    kappa = hi / lo
+    best = (math.sqrt(kappa) - 1) / (math.sqrt(kappa) + 1)
+    ax.axhline(best, color="k", ls=":", lw=1,
+               label=rf"optimal tuning: $(\sqrt{{\kappa}}-1)/(\sqrt{{\kappa}}+1)$ = {best:.3g}")
+    ax.axhline(1.0, color="r", ls="--", lw=0.8, label="r = 1 (diverges above)")
+    for i, (l, f) in enumerate(zip(lam, analysis.factors)):
+        ax.plot(l, f, "o", color=f"C{i}", ms=7, zorder=3)
+    w = analysis.worst
+    ax.plot(lam[w], analysis.factors[w], "o", mfc="none", mec="r", ms=15, mew=2, zorder=4,
+            label=rf"slowest mode: r = {analysis.convergence_factor:.3g}")
+    ax.set_xscale("log")
+    ax.set_xlim(lo, hi)
+    ax.set_ylim(0, min(max(1.1, 1.05 * float(r.max())), 2.0))
+    ax.set_xlabel(r"eigenvalue $\lambda$ of $H$")
+    ax.set_ylabel(r"contraction factor $r(M_\lambda)$ per step")
+    handles, _ = ax.get_legend_handles_labels()
+    handles += [Patch(color=c, label=f"{name} mode") for name, c in REGIME_COLORS.items()]
+    ax.legend(handles=handles, fontsize=7, loc="lower left")
+    return ax
+
+
+def plot_mode_errors(analysis: ModeAnalysis, ax=None):
+    r"""|e_t| of each eigen-mode of ``analysis`` (log scale, colours as in
+    :func:`plot_mode_factors`) with the predicted slope r^t dotted: C·r^t with C the smallest
+    constant that keeps the measured curve below it.  Returns the Axes."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5.5, 3.8))
+    t = np.arange(len(analysis.errors))
+    floor, lowest = 1e-16, np.inf
+    for i, (lam, r) in enumerate(zip(analysis.eigenvalues, analysis.factors)):
+        e = analysis.errors[:, i]
+        ok = np.isfinite(e)
+        worst = i == analysis.worst
+        ax.semilogy(t[ok], np.maximum(e[ok], floor), color=f"C{i}", lw=2.4 if worst else 1.2,
+                    label=rf"$\lambda$ = {lam:.3g}: r = {r:.3g}" + (" (slowest)" if worst else ""))
+        if r > 0:
+            with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
+                scale = np.max(np.where(ok, e / r ** t, 0.0))
+                line = np.clip(scale * r ** t, floor, 1e300)
+            ax.semilogy(t, line, ":", color=f"C{i}", lw=1)
+            lowest = min(lowest, float(line[-1]))
+    ax.plot([], [], "k:", lw=1, label=r"predicted slope $r^t$")
+    ax.set_ylim(max(floor, 0.01 * lowest) if np.isfinite(lowest) else floor, None)
+    ax.set_xlabel("step t")
+    ax.set_ylabel(r"error of the mode $|e_t|$ ($e_0 = 1$)")
+    ax.legend(fontsize=7, loc="lower left")
+    return ax
+
+
+def modes_figure(condition_number: float = MODES["condition_number"], lr: float = MODES["lr"],
+                 momentum: float = MODES["momentum"], steps: int = MODES["steps"],
+                 dim: int = MODES["dim"]) -> dict:
+    r"""The eigen-mode view of momentum (after Goh, 2017): on :func:`canyon` (κ) in ``dim``
+    dimensions (eigenvalues evenly spaced in [1/κ, 1]), for the heavy ball (left) and
+    Nesterov (right) with the same ε and α: the contraction factor r(M_λ) of every mode
+    across [1/κ, 1] (:func:`plot_mode_factors`, top) and each of the canyon's modes' error
+    |e_t| with its predicted slope r^t (:func:`plot_mode_errors`, bottom).
+
+    Meant for :func:`course_lib.widgets.interactive_plot` with sliders for κ, ε and α.
+    Returns the dict method label → :class:`ModeAnalysis`.
+    """
+    import matplotlib.pyplot as plt
+
+    lr, momentum = _check_lr(lr), _check_momentum(momentum)
+    lam = canyon(condition_number, dim=_check_int("dim", dim, 2)).eigenvalues.numpy()
+    result = {label: mode_analysis(lam, lr, momentum, steps, nesterov)
+              for label, nesterov in (("heavy ball", False), ("Nesterov", True))}
+    fig, axes = plt.subplots(2, 2, figsize=(11, 7.6))
+    for j, (label, a) in enumerate(result.items()):
+        plot_mode_factors(a, axes[0, j])
+        axes[0, j].set_title(rf"{label}, $\kappa$ = {lam[-1] / lam[0]:.3g}, $\epsilon$ = {lr:.3g}, "
+                             rf"$\alpha$ = {momentum:.3g}: r = {a.convergence_factor:.3g}",
+                             fontsize=10)
+        plot_mode_errors(a, axes[1, j])
+        axes[1, j].set_title(f"{label}: each mode decays like its own $r^t$", fontsize=10)
+    fig.tight_layout()
+    return result
 
 
 # ----------------------------------------------------------------------------------------
@@ -941,6 +1202,72 @@ def effective_step_experiment(**settings) -> EffectiveStepRuns:
 # ----------------------------------------------------------------------------------------
 # 10. Figures of sections 10.4, 10.6 and 10.7
 # ----------------------------------------------------------------------------------------
+def plot_terminal_velocity(terminal: dict, ax=None):
+    """Measured step lengths (in units of ε‖g‖) against t on log-log axes, one curve per α of
+    ``terminal`` (α → :class:`TerminalVelocity`), with the theory (1 − α^t)/(1 − α) dotted and
+    the limit 1/(1 − α) dashed.  Returns the Axes."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6.5, 4))
+    for i, (a, tv) in enumerate(terminal.items()):
+        t = np.arange(1, len(tv.step_lengths) + 1)
+        ax.loglog(t, tv.step_lengths, color=f"C{i}", lw=3, alpha=0.4, label=rf"measured, $\alpha$ = {a}")
+        ax.loglog(t, tv.theory, "k:", lw=1)
+        ax.axhline(tv.terminal, color=f"C{i}", lw=0.8, ls="--")
+    ax.plot([], [], "k:", label=r"theory $(1-\alpha^t)/(1-\alpha)$")
+    ax.set_xlabel("step $t$")
+    ax.set_ylabel(r"step length $\|\theta_t - \theta_{t-1}\|\ /\ \epsilon\|g\|$")
+    ax.legend(fontsize="small")
+    return ax
+
+
+def plot_factor_map(lrs, alphas, factors, tuned: dict, ax=None,
+                    levels=(0.85, 0.9, 0.95, 0.99)):
+    r"""The heavy ball's convergence factor r over the grid ``lrs`` × ``alphas`` (``factors``
+    of shape (len(alphas), len(lrs)); white where r ≥ 1), with level lines, the optimum
+    (ε*, α*) (a star) and the best gradient descent (a dot) from ``tuned`` (method →
+    :func:`tuned_hyperparameters` for ``"heavy_ball"`` and ``"gd"``, with the key
+    ``"r"`` added: their factors).  Returns the Axes."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7, 4.5))
+    shown = np.where(factors < 1, factors, np.nan)
+    mesh = ax.pcolormesh(lrs, alphas, shown, cmap="viridis_r", shading="auto")
+    lines = ax.contour(lrs, alphas, factors, levels=list(levels), colors="white", linewidths=0.7)
+    ax.clabel(lines, fontsize=7)
+    ax.figure.colorbar(mesh, ax=ax, label=r"convergence factor $r$ per step")
+    hb, gd = tuned["heavy_ball"], tuned["gd"]
+    ax.plot(hb["lr"], hb["momentum"], "r*", ms=14,
+            label=rf"$(\epsilon^*, \alpha^*)$: $r$ = {hb['r']:.3f}")
+    ax.plot(gd["lr"], 0, "ko", ms=7, label=rf"best gradient descent: $r$ = {gd['r']:.3f}")
+    ax.set_xlabel(r"learning rate $\epsilon$ (in units of $1/\lambda_{\max}$)")
+    ax.set_ylabel(r"momentum $\alpha$")
+    ax.legend(loc="lower left", fontsize="small")
+    return ax
+
+
+def plot_rate_sweep(sweep: RateSweep, ax=None, methods=METHODS):
+    r"""Measured steps to ``sweep.tol`` against κ on log-log axes, one curve per method with
+    its fitted slope in the legend, and the predictions ln(1/tol)/(−ln r) dotted (CG: its
+    bound).  Returns the Axes."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7, 4.8))
+    slopes = sweep.slopes()
+    for i, m in enumerate(methods):
+        ax.loglog(sweep.kappas, sweep.steps[m], "o-", color=f"C{i}",
+                  label=f"{METHOD_LABELS[m]} (slope {slopes[m]:.2f})")
+        ax.loglog(sweep.kappas, sweep.predicted[m], ":", color=f"C{i}", lw=1.2)
+    ax.plot([], [], "k:", label=r"predicted $\ln(1/\mathrm{tol})/(-\ln r)$ (CG: its bound)")
+    ax.set_xlabel(r"condition number $\kappa$")
+    ax.set_ylabel(rf"steps to shrink the error by $10^{{{round(math.log10(sweep.tol))}}}$")
+    ax.legend(fontsize="small")
+    return ax
+
+
 def plot_tuning_grid(grid: TuningGrid, axes=None):
     """One panel per method: measured steps to tol over (ε, α) (log colour; white: not within
     the budget), the searched best (circle) and the closed-form tuning (star).  Returns axes."""

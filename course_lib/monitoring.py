@@ -21,6 +21,8 @@ name                               what it does or measures
 :func:`dead_units`                 the fraction of ReLU units that never fire, per layer
 :func:`dead_unit_table`            dead units per layer at θ₀ and after a sweep's runs (seed medians)
 :func:`param_norm`                 ‖θ‖₂ of a model
+:func:`plot_lr_sweeps`, …          the figures of sections 14.1–14.4 (:func:`plot_range_tests`,
+                                   :func:`plot_example_runs`, :func:`plot_overfitting`)
 :func:`explorer_figure`            the widget's figure: ε → curves, signals and diagnosis
 :func:`log_runs`                   three runs logged to TensorBoard (ε too small, good, too large)
 :func:`read_scalars`               a logged run's scalars, read back from its event files
@@ -61,6 +63,7 @@ __all__ = [
     "Run", "train_run", "good_lr_band", "Sweep", "lr_sweep", "RangeTest", "lr_range_test",
     "LABELS", "Diagnosis", "diagnose", "health_signals", "first_spike", "dead_units",
     "param_norm", "dead_unit_table", "explorer_figure", "layer_ratio_figure", "log_runs", "run_name", "read_scalars", "layer_update_ratios",
+    "plot_lr_sweeps", "plot_range_tests", "plot_example_runs", "plot_overfitting",
 ]
 
 # --- the chapter's settings ----------------------------------------------------------------------
@@ -386,7 +389,7 @@ def lr_range_test(model_factory: Callable[[], torch.nn.Module], loss_fn: Callabl
               \qquad i = 0, \dots, n-1 ,
 
     recording the minibatch loss J_i of each step and its bias-corrected moving average
-    :math:`\bar J_i = a_i / (1 - \beta^{i+1})`, :math:`a_i = \beta a_{i-1} + (1-\beta) J_i`.
+    :math:`\bar J_i = a_i / (1 - \rho^{i+1})`, :math:`a_i = \rho a_{i-1} + (1-\rho) J_i`.
     The loss first barely moves (ε too small), then falls, then turns up and explodes (ε too
     large).  The test stops as soon as :math:`\bar J_i > ` ``stop_factor`` × min :math:`\bar J`
     or J_i is nan/inf (that step is not taken and not recorded).
@@ -398,7 +401,7 @@ def lr_range_test(model_factory: Callable[[], torch.nn.Module], loss_fn: Callabl
         data: ``(X, y)``; minibatches of ``batch_size`` are drawn without replacement, epoch
             after epoch, in an order fixed by ``seed``.
         lr_min, lr_max, steps: the range of ε and the number of steps n.
-        smoothing: β of the moving average (0 = no smoothing).
+        smoothing: the decay rate ρ of the moving average (0 = no smoothing).
         stop_factor: how far above its minimum the smoothed loss may rise before we stop.
 
     Returns a :class:`RangeTest`; its ``suggested_lr`` is a tenth of ``min_lr``.
@@ -694,6 +697,108 @@ def layer_ratio_figure(ratios: dict[str, dict[str, np.ndarray]], focus: str = "g
     ax2.legend(fontsize="small", ncol=2)
     fig.tight_layout()
     return fig
+
+
+# --- figures of sections 14.1–14.5 ---------------------------------------------------------------
+def plot_lr_sweeps(sweeps: dict, median_ratio: dict, step_gain: float, axes=None):
+    """Section 14.1's figure from {name: :class:`Sweep`}: left, each optimizer's median final
+    validation loss against ε with its good band shaded (±¼ decade) and the chance level
+    ln 10; right, the median update ratio of each run (``median_ratio``: name → array over
+    ε), titled with ``step_gain``, Adam's ratio over momentum's at ε = 10⁻³.  Returns the axes."""
+    import matplotlib.pyplot as plt
+
+    if axes is None:
+        _, axes = plt.subplots(1, 2, figsize=(11, 4.4))
+    ax1, ax2 = axes
+    for i, (name, s) in enumerate(sweeps.items()):
+        losses = np.where(np.isfinite(s.final_val_losses), s.final_val_losses, np.nan)
+        ax1.semilogx(s.lrs, losses, "o-", color=f"C{i}", label=name)
+        band = s.band()
+        ax1.axvspan(min(band) / 10 ** 0.25, max(band) * 10 ** 0.25, color=f"C{i}", alpha=0.12)
+        ax2.loglog(s.lrs, median_ratio[name], "o-", color=f"C{i}", label=name)
+    ax1.axhline(np.log(10), color="k", ls=":", lw=1, label="chance level, ln 10")
+    ax1.set_xlabel(r"learning rate $\epsilon$")
+    ax1.set_ylabel("final validation loss, median of 3 seeds (nats)")
+    ax1.set_title(f"Good ε span {sweeps['Adam'].band_decades():.2g} decades for Adam, "
+                  f"{sweeps['Momentum'].band_decades():.2g} for momentum\n"
+                  "(shaded: within 20 % of the best;\ndiverged runs not shown)", fontsize=10)
+    ax1.legend(loc="center", bbox_to_anchor=(0.3, 0.6))
+    ax2.set_xlabel(r"learning rate $\epsilon$")
+    ax2.set_ylabel(r"median update ratio $\|\Delta\theta\|\,/\,\|\theta\|$")
+    ax2.set_title(f"At ε = 10⁻³ Adam's steps are {step_gain:.2g}x\nmomentum's (seed 0)", fontsize=10)
+    ax2.legend()
+    return axes
+
+
+def plot_range_tests(range_tests: dict, sweeps: dict, smoothing: float, axes=None):
+    """Section 14.2's figure: per optimizer ({name: :class:`RangeTest`}) the minibatch loss and
+    its smoothed curve (decay rate ρ = ``smoothing``) against the growing ε, the good band of
+    the sweep ({name: :class:`Sweep`}) shaded and the suggested ε dashed.  Returns the axes."""
+    import matplotlib.pyplot as plt
+
+    if axes is None:
+        _, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
+    for ax, (i, (name, r)) in zip(axes, enumerate(range_tests.items())):
+        ax.semilogx(r.lrs, r.losses, color=f"C{i}", alpha=0.3, lw=0.8, label="minibatch loss")
+        ax.semilogx(r.lrs, r.smoothed, color=f"C{i}", lw=2, label=rf"smoothed, $\rho$ = {smoothing}")
+        band = sweeps[name].band()
+        ax.axvspan(min(band), max(band), color="0.6", alpha=0.25, label="good ε of the sweep")
+        ax.axvline(r.suggested_lr, color="k", ls="--", lw=1, label=f"suggested ε = {r.suggested_lr:.2g}")
+        ax.set_ylim(1.5, 6)
+        ax.set_xlabel(r"learning rate $\epsilon$ (growing at every step)")
+        ax.set_title(f"{name}: the suggestion lands\nin the sweep's good band")
+        ax.legend(fontsize="small", loc="upper left")
+    axes[0].set_ylabel("training loss (nats)")
+    return axes
+
+
+def plot_example_runs(examples: dict, spike: dict, axes=None):
+    """Section 14.3's figure from {kind: :class:`Run`}: minibatch loss, gradient norm and update
+    ratio step by step, the first loss spike of the diverging run (``spike``, from
+    :func:`first_spike`) dotted and the 10⁻³ rule of thumb.  Returns the axes."""
+    import matplotlib.pyplot as plt
+
+    if axes is None:
+        _, axes = plt.subplots(1, 3, figsize=(11, 3.9))
+    for i, (kind, run) in enumerate(examples.items()):
+        label = f"ε = {run.lr:.3g} ({kind})"
+        h = run.history.steps
+        axes[0].plot(h["step"], h["loss"], color=f"C{i}", lw=0.8, label=label)
+        axes[1].semilogy(h["step"], h["grad_norm"], color=f"C{i}", lw=0.8, label=label)
+        axes[2].semilogy(h["step"], run.update_ratios, color=f"C{i}", lw=0.8, label=label)
+    axes[1].axvline(spike["step"], color="k", ls=":", lw=1)
+    axes[0].set_ylim(0.8, 4)
+    axes[0].set_ylabel("training loss, minibatch (nats)")
+    axes[0].set_title("Loss: flat, falling, or exploding")
+    axes[1].set_ylabel(r"gradient norm $\|g\|$")
+    axes[1].set_title(f"At the first spike (dotted) ‖g‖ grew {spike['grad_norm_factor']:.2g}-fold,\n"
+                      f"the loss {spike['loss_factor']:.2g}-fold")
+    axes[2].axhline(1e-3, color="k", ls=":", lw=1)
+    axes[2].set_ylabel(r"update ratio $\|\Delta\theta\|\,/\,\|\theta\|$")
+    axes[2].set_title("Update ratios differ by orders of magnitude")
+    for ax in axes:
+        ax.set_xlabel("step")
+        ax.legend(fontsize="small")
+    return axes
+
+
+def plot_overfitting(run: Run, ax=None):
+    """Section 14.4's figure: training and validation loss per epoch (log scale) with the epoch
+    of least validation loss dotted.  Returns the Axes."""
+    import matplotlib.pyplot as plt
+
+    from course_lib.plots import plot_history
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6.5, 4))
+    best = run.history.best_epoch
+    plot_history(run.history, keys=("train_loss", "val_loss"), per="epoch", ax=ax, log_y=True)
+    ax.axvline(best, color="k", ls=":", lw=1, label=f"least validation loss (epoch {best})")
+    ax.set_ylabel("loss (nats)")
+    ax.set_title(f"Overfitting: after epoch {best} the validation loss rises\n"
+                 "while the training loss keeps falling")
+    ax.legend(fontsize="small")
+    return ax
 
 
 # --- the widget's figure -------------------------------------------------------------------------

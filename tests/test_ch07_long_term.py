@@ -21,7 +21,7 @@ EULER_GAMMA = 0.5772156649015329
 # ------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def rnn_runs():
-    return lt.rnn_gradient_rates(lt.RHOS)
+    return lt.rnn_gradient_rates(lt.RADII)
 
 
 @pytest.fixture(scope="module")
@@ -57,20 +57,20 @@ def test_chapter_forgetting_angles():
     assert abs(ratio - 0.6 / 1.1) < 0.02
 
 
-def test_chapter_linear_rnn_rate_is_log_rho(rnn_runs):
-    for rho in lt.RHOS:  # notebook: -0.105, 0, 0.0953
-        assert abs(rnn_runs[rho, "linear"].rate - math.log(rho)) < 1e-4
+def test_chapter_linear_rnn_rate_is_log_radius(rnn_runs):
+    for radius in lt.RADII:  # notebook: -0.105, 0, 0.0953
+        assert abs(rnn_runs[radius, "linear"].rate - math.log(radius)) < 1e-4
 
 
 def test_chapter_tanh_rnn_rates_and_saturation(rnn_runs):
     expected = {0.9: (-0.152, 0.952), 1.0: (-0.0657, 0.943), 1.1: (-0.0502, 0.913)}
-    for rho, (rate, s) in expected.items():
-        run = rnn_runs[rho, "tanh"]
-        assert abs(run.rate - rate) < 0.005, (rho, run.rate)
-        assert abs(run.mean_derivative - s) < 0.005, (rho, run.mean_derivative)
-        assert run.rate < math.log(rho) - 0.04  # saturation: below the linear rate
+    for radius, (rate, s) in expected.items():
+        run = rnn_runs[radius, "tanh"]
+        assert abs(run.rate - rate) < 0.005, (radius, run.rate)
+        assert abs(run.mean_derivative - s) < 0.005, (radius, run.mean_derivative)
+        assert run.rate < math.log(radius) - 0.04  # saturation: below the linear rate
         assert run.rate < 0  # in these networks the gradient vanishes for all three radii
-    s = [rnn_runs[rho, "tanh"].mean_derivative for rho in lt.RHOS]
+    s = [rnn_runs[radius, "tanh"].mean_derivative for radius in lt.RADII]
     assert s[0] > s[1] > s[2]  # a larger W saturates more
 
 
@@ -102,12 +102,12 @@ def test_chapter_shared_matrix_fans_out(depth_cmp):
     assert depth_cmp.std("shared")[-1] > 4 * depth_cmp.std("independent")[-1]
     assert 0.95 < depth_cmp.spread_exponent("shared") < 1.2          # notebook: 1.08
     assert depth_cmp.fraction_within("shared") < 0.5                 # notebook: 38%
-    rates, log_rho = depth_cmp.rate_vs_radius()
-    assert np.corrcoef(rates, log_rho)[0, 1] > 0.99                   # notebook: 0.995
-    assert np.median(np.abs(rates - log_rho)) < 0.002                 # notebook: 0.0009
-    assert abs(depth_cmp.shared_rho.mean() - 1.07) < 0.02             # notebook: 1.07
-    assert depth_cmp.shared_rho.min() < 1 < depth_cmp.shared_rho.max()  # 0.897 … 1.36
-    assert abs((depth_cmp.shared_rho > 1).mean() - 0.78) < 0.03        # notebook: 78%
+    rates, log_radius = depth_cmp.rate_vs_radius()
+    assert np.corrcoef(rates, log_radius)[0, 1] > 0.99                   # notebook: 0.995
+    assert np.median(np.abs(rates - log_radius)) < 0.002                 # notebook: 0.0009
+    assert abs(depth_cmp.shared_radius.mean() - 1.07) < 0.02             # notebook: 1.07
+    assert depth_cmp.shared_radius.min() < 1 < depth_cmp.shared_radius.max()  # 0.897 … 1.36
+    assert abs((depth_cmp.shared_radius > 1).mean() - 0.78) < 0.03        # notebook: 78%
 
 
 # ------------------------------------------------------------------------------------------
@@ -207,7 +207,7 @@ def test_tanh_gradient_norms_match_hand_written_bptt():
         np.testing.assert_allclose(norms[T - 1], g.norm(dim=1).numpy(), rtol=1e-12)
 
 
-def test_orthogonal_recurrence_gives_exactly_log_rho():
+def test_orthogonal_recurrence_gives_exactly_log_radius():
     rnn, x = lt.make_rnn(1.0, batch=2, steps=30, seed=2)
     Q, _ = torch.linalg.qr(torch.randn(16, 16, dtype=torch.float64,
                                        generator=torch.Generator().manual_seed(0)))
@@ -228,16 +228,16 @@ def test_mean_tanh_derivative_by_hand():
 def test_rnn_gradient_experiment_fields():
     r = lt.rnn_gradient_experiment(0.8, "linear", steps=30, fit_from=5)
     assert r.norms.shape == (30, lt.RNN["batch"]) and list(r.T) == list(range(1, 31))
-    assert r.mean_derivative == 1.0 and abs(r.log_rho - math.log(0.8)) < 1e-15
+    assert r.mean_derivative == 1.0 and abs(r.log_radius - math.log(0.8)) < 1e-15
     assert abs(r.rate - math.log(0.8)) < 5e-3
 
 
 def test_draw_rnn_gradients_draws_both_and_titles_the_rates():
-    runs = lt.draw_rnn_gradients(rho=2.0, T=20)
+    runs = lt.draw_rnn_gradients(radius=2.0, T=20)
     fig = plt.gcf()
     title = fig.axes[0].get_title()
     assert [r.activation for r in runs] == ["linear", "tanh"]
-    assert f"×{math.exp(runs[0].rate):.3g}" in title and "ρ = 2" in title
+    assert f"×{math.exp(runs[0].rate):.3g}" in title and "r(W) = 2" in title
     assert abs(runs[0].rate - math.log(2.0)) < 5e-3 and runs[1].rate < math.log(2.0)
     plt.close(fig)
 
@@ -289,8 +289,8 @@ def test_backprop_norms_scale_shifts_by_depth_times_log_scale(shared):
     (lambda: lt.log_slope([1.0, 2.0, 3.0], start=2), "Invalid start"),
     (lambda: lt.log_slope([1.0, 2.0], t=[0.0]), "Invalid t"),
     (lambda: lt.angle_to_direction(torch.ones(3, 2), torch.ones(3)), "Invalid X, v"),
-    (lambda: lt.make_rnn(0.0), "Invalid rho"),
-    (lambda: lt.make_rnn(-1.0), "Invalid rho"),
+    (lambda: lt.make_rnn(0.0), "Invalid radius"),
+    (lambda: lt.make_rnn(-1.0), "Invalid radius"),
     (lambda: lt.make_rnn(1.0, hidden_size=0), "Invalid hidden_size"),
     (lambda: lt.rnn_gradient_experiment(1.0, "relu"), "Invalid activation"),
     (lambda: lt.rnn_gradient_experiment(1.0, steps=10, fit_from=9), "Invalid fit_from"),
@@ -390,4 +390,24 @@ def test_latching_gradient_ratios(latch):
 def test_plot_latching(latch):
     ax, bx = lt.plot_latching(latch)
     assert ax.get_xscale() == "log" and bx.get_yscale() == "log"
+    plt.close("all")
+
+
+def test_plots_draw_what_they_are_given(depth_cmp):
+    """The figures moved out of the notebook: one curve per eigenvector (+ the generic x), one
+    curve per t of the unit circle's images (+ two eigenvector lines), one dot per shared net."""
+    Wm, V = lt.matrix_with_eigenvalues(lt.EIGENVALUES, seed=lt.EIGEN_SEED)
+    eig_norms = lt.power_norms(Wm, V.T, 10)
+    ax = lt.plot_power_norms(eig_norms, lt.power_norms(Wm, torch.ones(3), 10))
+    assert len(ax.lines) == 4 and ax.get_yscale() == "log"
+    np.testing.assert_array_equal(ax.lines[0].get_ydata(), eig_norms[:, 0])
+    W2, V2 = lt.matrix_with_eigenvalues(lt.EIGENVALUES_2D, seed=lt.EIGEN_SEED_2D)
+    circle = torch.stack([torch.linspace(0, 6.3, 50, dtype=torch.float64).cos(),
+                          torch.linspace(0, 6.3, 50, dtype=torch.float64).sin()], dim=1)
+    ax = lt.plot_circle_images(lt.power_iterates(W2, circle, 10), V2)
+    assert len(ax.lines) == 4 + 2
+    ax = lt.plot_rate_vs_radius(depth_cmp)
+    rates, log_radius = depth_cmp.rate_vs_radius()
+    np.testing.assert_array_equal(ax.collections[0].get_offsets()[:, 1], rates)
+    assert ax.get_xlabel() == "ln r(W) of the shared matrix"
     plt.close("all")

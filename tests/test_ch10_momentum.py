@@ -534,3 +534,134 @@ def test_vectorised_grid_counts_the_same_steps_as_steps_to_accuracy(method):
         ref = mom.steps_to_accuracy(method, lam, np.ones(lam.size), tol=1e-6, max_steps=2000,
                                     lr=float(lr), momentum=float(a))
         assert (np.isnan(grid[k]) and ref is None) or grid[k] == ref, (lr, a, grid[k], ref)
+
+
+# ======================================================================================
+# The eigen-mode view (section 10.4's second widget, after Goh, 2017)
+# ======================================================================================
+def test_mode_factors_are_the_spectral_radii_of_the_iteration_matrices():
+    rng = np.random.default_rng(1)
+    for _ in range(40):
+        lam, lr, a = rng.uniform(0.01, 1), rng.uniform(0.05, 5), rng.uniform(0, 0.99)
+        for nesterov in (False, True):
+            M = mom.iteration_matrix(lam, lr, a, nesterov)
+            z = np.linalg.eigvals(M)
+            assert mom.mode_factors([lam], lr, a, nesterov)[0] == pytest.approx(
+                np.abs(z).max(), rel=1e-6, abs=1e-7)
+            # regime: complex roots ⇔ oscillating; else the sign of the dominant root
+            regime = mom.mode_regimes([lam], lr, a, nesterov)[0]
+            dominant = z[np.argmax(np.abs(z))]
+            if abs(z[0].imag) > 1e-9:
+                assert mom.REGIMES[regime] == "oscillating"
+            elif abs(z[0] - z[1]) > 1e-6:  # away from a double root
+                assert mom.REGIMES[regime] == ("sign-flipping" if dominant.real < 0 else "monotone")
+    lam = np.geomspace(0.01, 1, 50)
+    assert mom.convergence_factor(lam, 1.3, 0.6) == mom.mode_factors(lam, 1.3, 0.6).max()
+    assert mom.mode_factors(lam, np.array([1.0, 2.0]), 0.5).shape == (2, 50)
+
+
+@pytest.mark.parametrize("kappa", [4.0, 100.0, 1e3])
+def test_at_polyaks_tuning_every_mode_has_the_same_factor(kappa):
+    """The widget's claim: at (ε*, α*) the curve r(M_λ) is flat at (√κ − 1)/(√κ + 1) on all of
+    [1/κ, 1] (complex roots inside, double roots at both ends); the spread is rounding (~1e-16,
+    the double roots' square root of a ~1e-16 discriminant gives up to ~1e-8 at the ends)."""
+    h = mom.tuned_hyperparameters("heavy_ball", 1 / kappa, 1.0)
+    r = mom.mode_factors(np.geomspace(1 / kappa, 1, mom.MODES["points"]), **h)
+    q = (math.sqrt(kappa) - 1) / (math.sqrt(kappa) + 1)
+    np.testing.assert_allclose(r, q, rtol=1e-7)
+    regimes = mom.mode_regimes(np.geomspace(1 / kappa, 1, mom.MODES["points"])[1:-1], **h)
+    assert np.all(regimes == mom.REGIMES.index("oscillating"))
+    # away from the optimum some mode is slower than the flat level
+    for lr, a in ((0.9 * h["lr"], h["momentum"]), (h["lr"], 0.9 * h["momentum"]),
+                  (h["lr"], min(0.99, 1.1 * h["momentum"]))):
+        assert mom.mode_factors([1 / kappa, 1.0], lr, a).max() > q + 1e-4
+
+
+def test_measured_mode_decay_matches_the_factor():
+    """Each mode's |e_t| (lecture form of the method, run per mode) decays at r(M_λ): distinct
+    roots, 600 steps; the windowed ratio is within 0.5 % (measured spread up to 0.2 %, from the
+    oscillation's phase inside the 20-step windows)."""
+    lam = mom.canyon(100, dim=5).eigenvalues.numpy()
+    for lr, a in ((1.0, 0.7), (0.5, 0.3), (1.5, 0.8)):
+        for nesterov in (False, True):
+            an = mom.mode_analysis(lam, lr, a, steps=600, nesterov=nesterov)
+            z = np.linalg.eigvals(np.stack([mom.iteration_matrix(l, lr, a, nesterov) for l in lam]))
+            distinct = np.abs(z[:, 0] - z[:, 1]) > 1e-3
+            keep = distinct & (an.factors > 0.3)  # faster modes underflow toward 1e-300
+            np.testing.assert_allclose(an.measured_factors()[keep], an.factors[keep], rtol=5e-3)
+    # the errors are those of the lecture form on H = diag(λ)
+    e = mom.mode_errors(lam, 1.0, 0.7, 30, nesterov=True)
+    ref = np.abs(mom.velocity_form_path(lambda t: torch.as_tensor(lam) * t, np.ones(5), 1.0, 0.7,
+                                        30, nesterov=True).theta)
+    np.testing.assert_array_equal(e, ref)
+
+
+def test_modes_figure_draws_and_returns_both_methods():
+    import matplotlib.pyplot as plt
+
+    before = set(plt.get_fignums())
+    res = mom.modes_figure()
+    new = [n for n in plt.get_fignums() if n not in before]
+    assert len(new) == 1 and len(plt.figure(new[0]).axes) == 4
+    titles = [ax.get_title() for ax in plt.figure(new[0]).axes]
+    assert set(res) == {"heavy ball", "Nesterov"}
+    for ax_title, (name, a) in zip(titles[:2], res.items()):  # top row: the factors
+        assert f"r = {a.convergence_factor:.3g}" in ax_title and a.errors.shape == (
+            mom.MODES["steps"] + 1, mom.MODES["dim"])
+    plt.close("all")
+    with pytest.raises(ValueError, match="Invalid lr"):
+        mom.modes_figure(lr=0.0)
+
+
+def test_modes_prose_and_printed_numbers():
+    """Section 10.4's widget text and the cell after it (cheap: computed here again)."""
+    m = mom.MODES
+    lam3 = mom.canyon(m["condition_number"], dim=m["dim"]).eigenvalues.numpy()
+    hb = mom.mode_analysis(lam3, m["lr"], m["momentum"], steps=400)
+    ne = mom.mode_analysis(lam3, m["lr"], m["momentum"], steps=400, nesterov=True)
+    # "every heavy-ball mode above λ ≈ 0.03 oscillates at √α ≈ 0.84": the edge (1 − √α)²/ε
+    edge = (1 - math.sqrt(m["momentum"])) ** 2 / m["lr"]
+    assert f"{edge:.1g}" == "0.03"
+    grid = np.geomspace(1 / m["condition_number"], 1, m["points"])
+    reg = mom.mode_regimes(grid, m["lr"], m["momentum"])
+    assert np.all(reg[grid > edge * 1.01] == 1) and np.all(reg[grid < edge * 0.99] == 0)
+    np.testing.assert_allclose(mom.mode_factors(grid[grid > edge * 1.01], m["lr"], m["momentum"]),
+                               math.sqrt(m["momentum"]), rtol=1e-12)
+    # "Nesterov's factor falls to 0 at λ = 1"; the slowest mode λ = 1/κ is monotone for both
+    assert ne.factors[-1] == 0.0
+    assert hb.worst == ne.worst == 0 and hb.regimes[0] == ne.regimes[0] == 0
+    # the printed table; measured/predicted − 1 is at most 0.32 % over settings we tried
+    # (windows of 20–60 steps, runs of 300–600 steps): the printed claim is "within 0.5 %"
+    assert [f"{f:.3f}" for f in hb.factors] == ["0.963", "0.837", "0.837"]
+    assert [f"{f:.3f}" for f in ne.factors] == ["0.964", "0.589", "0.000"]
+    for a in (hb, ne):
+        ok = a.factors > 0
+        assert np.max(np.abs(a.measured_factors()[ok] / a.factors[ok] - 1)) < 0.005
+    assert ne.errors[1:, -1].max() == 0.0  # the mode with r = 0 is solved in one step
+    # "raise α and the oscillating region spreads over the whole spectrum at the level √α"
+    reg = mom.mode_regimes(grid, m["lr"], 0.9)
+    assert np.all(reg == 1)
+    np.testing.assert_allclose(mom.mode_factors(grid, m["lr"], 0.9), math.sqrt(0.9), rtol=1e-12)
+    # "Nesterov with the same ε diverges" at Polyak's tuning
+    opt = mom.tuned_hyperparameters("heavy_ball", 1 / m["condition_number"], 1.0)
+    assert mom.convergence_factor(lam3, **opt, nesterov=True) > 1
+
+
+def test_moved_figures_draw_what_they_are_given():
+    import matplotlib.pyplot as plt
+
+    terminal = {a: mom.terminal_velocity(a, steps=20) for a in (0.0, 0.9)}
+    ax = mom.plot_terminal_velocity(terminal)
+    np.testing.assert_array_equal(ax.lines[0].get_ydata(), terminal[0.0].step_lengths)
+    lam = np.array([0.01, 1.0])
+    lrs, alphas = np.linspace(0.1, 4, 9), np.linspace(0, 0.9, 7)
+    r = mom.convergence_factor(lam, lrs[None, :], alphas[:, None])
+    tuned = {m: {**mom.tuned_hyperparameters(m, 0.01, 1.0)} for m in ("heavy_ball", "gd")}
+    for m in tuned:
+        tuned[m]["r"] = mom.convergence_factor(lam, tuned[m]["lr"], tuned[m]["momentum"])
+    ax = mom.plot_factor_map(lrs, alphas, r, tuned)
+    assert "r$ = 0.818" in ax.get_legend().get_texts()[0].get_text()
+    sweep = mom.rate_sweep(kappas=(10, 30), dim=20)
+    ax = mom.plot_rate_sweep(sweep)
+    assert ax.get_ylabel() == "steps to shrink the error by $10^{-6}$" and len(ax.lines) == 9
+    plt.close("all")
