@@ -6,7 +6,7 @@ Three groups of tools, one per question of the chapter:
 1. **Weight-space symmetry.**  Swapping two hidden units of an MLP (their incoming weights,
    bias and outgoing weights together) leaves the function unchanged, so every minimum comes
    with at least ∏ₗ nₗ! equivalent copies; ReLU units can also be rescaled, incoming weights
-   and bias by α > 0, outgoing weights by 1/α.  :func:`permute_hidden_units`,
+   and bias by c > 0, outgoing weights by 1/c.  :func:`permute_hidden_units`,
    :func:`rescale_hidden_units`, :func:`count_permutation_symmetries`.
 2. **Basins of attraction.**  Which minimum gradient descent reaches depends on where it
    starts (and on its step size): :func:`gd_basins` runs GD from every point of a grid at once
@@ -141,12 +141,12 @@ def rescale_hidden_units(model: nn.Module, layer: int, scale) -> nn.Module:
 
     .. math::
 
-        W_l \leftarrow \mathrm{diag}(\alpha)\, W_l, \qquad b_l \leftarrow \alpha \odot b_l,
-        \qquad W_{l+1} \leftarrow W_{l+1}\, \mathrm{diag}(\alpha)^{-1}.
+        W_l \leftarrow \mathrm{diag}(c)\, W_l, \qquad b_l \leftarrow c \odot b_l,
+        \qquad W_{l+1} \leftarrow W_{l+1}\, \mathrm{diag}(c)^{-1}.
 
-    ``scale`` → α, a nonzero number or one per unit.  The function is unchanged when the
-    activation σ satisfies σ(αz) = ασ(z): for ReLU with every α > 0 (positive homogeneity),
-    for tanh only with α = ±1, for most others never.  Deep Learning book §8.2.2: a ReLU
+    ``scale`` → c, a nonzero number or one per unit.  The function is unchanged when the
+    activation σ satisfies σ(cz) = cσ(z): for ReLU with every c > 0 (positive homogeneity),
+    for tanh only with c = ±1, for most others never.  Deep Learning book §8.2.2: a ReLU
     network's minimum is therefore a whole continuum of equally good parameters.
     """
     linears = _linear_layers(model)
@@ -690,3 +690,67 @@ def classify_ends(runs: "SeedRuns", X: torch.Tensor, y: torch.Tensor,
     rel = np.array([e.lambda_min / e.lambda_max for e in ends])
     crit = stationarity_ratio(runs.grad_norms) < threshold
     return EndClasses(crit, rel, rel < -curvature, np.array([e.dead[0] for e in ends]))
+
+
+
+# ---------------------------------------------------------------------------------------------
+# The chapter's longer figures (the notebook computes, these functions draw)
+
+def plot_symmetry_counts(max_width: int = 1000, layers: Sequence[int] = (1, 2, 3), ax=None):
+    """Section 4.1: log₁₀ of the number (n!)^m of equivalent parameter vectors against the
+    width n, for m hidden layers in ``layers``."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7, 4.2))
+    widths = np.arange(1, max_width + 1)
+    for m in layers:
+        ax.plot(widths, [log10_permutation_symmetries((int(n),) * m) for n in widths],
+                label=f"m = {m} hidden layers")
+    ax.set_xlabel("units per hidden layer n")
+    ax.set_ylabel(r"$\log_{10}$ (number of equivalent parameter vectors)")
+    ax.set_title("Each minimum has $(n!)^m$ copies: over $10^{7000}$ for 3 layers of 1000 units",
+                 fontsize="medium")
+    ax.legend()
+    return ax
+
+
+def plot_final_losses(runs: dict, ax=None):
+    """Section 4.3: histograms (log bins) of the final losses of each group of runs."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7, 4))
+    bins = np.logspace(-6, 0, 37)
+    for name, r in runs.items():
+        ax.hist(r.final_losses, bins=bins, alpha=0.6, label=f"{name} ({len(r.seeds)} seeds)")
+    ax.axvline(1.0, color="gray", ls=":", label="predict the mean (loss 1)")
+    ax.set_xscale("log")
+    ax.set_xlabel("final training loss (MSE, fraction of label variance)")
+    ax.set_ylabel("number of runs")
+    ax.set_title("Wide nets' final losses cluster near 0; small nets' scatter over decades")
+    ax.legend(loc="upper left", fontsize="small")  # where "best" puts it, without its timing
+    return ax
+
+
+def plot_stationarity(curves: dict, runs: dict, ratios: dict, threshold: float = CRITICAL_RATIO,
+                      axes=None):
+    """Section 4.4: gradient-norm curves (``curves``: label → (T + 1,) array), and final loss
+    against the stationarity ratio r of every run (``runs``/``ratios``: name → SeedRuns/array)."""
+    import matplotlib.pyplot as plt
+
+    from course_lib.plots import plot_losses
+
+    if axes is None:
+        _, axes = plt.subplots(1, 2, figsize=(13, 4.2))
+    plot_losses(curves, ax=axes[0], x_label="step t", y_label=r"gradient norm $\|g_t\|$",
+                title="Only the stuck run's gradient vanishes (to rounding)")
+    for name, r in runs.items():
+        axes[1].scatter(np.maximum(ratios[name], 1e-17), r.final_losses, label=name, alpha=0.7)
+    axes[1].axvline(threshold, color="gray", ls=":",
+                    label="r = " + f"{threshold:.0e}".replace("e-0", "e-"))
+    axes[1].set(xscale="log", yscale="log", xlabel=r"$r = \|g_T\| / \mathrm{mean}_t \|g_t\|$",
+                ylabel="final training loss",
+                title="High-loss small runs: a few at critical points, most still moving")
+    axes[1].legend(fontsize="small")
+    return axes

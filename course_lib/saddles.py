@@ -56,6 +56,12 @@ __all__ = [
     "find_critical_points", "DeepLinearNetwork", "gradient_descent", "distance_to",
     "steps_within", "saddle_methods", "EscapeTimes", "escape_steps", "predicted_escape_slope",
     "plateau_escape_steps", "plateau_time_estimate", "plateau_lengths",
+    "WhitenedData", "whitened_mnist1d", "linear_mlp", "half_squared_error", "escape_threshold",
+    "deep_escape_step", "DeepEscape", "predicted_deep_escape", "deep_escape_times",
+    "CurvatureProbe", "probe_curvature", "DeepCurve", "deep_learning_curve",
+    "deep_plateau_probes", "plot_deep_linear", "plot_saddle_views", "plot_minima_census",
+    "plot_field_critical_points", "plot_index_vs_cost", "plot_linear_census", "plot_saddle_runs",
+    "plot_escape_times", "plot_plateau", "plot_linear_stages",
 ]
 
 # ------------------------------------------------------------------------------------------
@@ -458,7 +464,7 @@ class DeepLinearNetwork(Landscape):
 
     ∇_{W₁}J = W₂ᵀR, ∇_{W₂}J = RW₁ᵀ with R = W₂W₁ − M; the Hessian blocks are
     ∂²J/∂W₁∂W₁ = (W₂ᵀW₂) ⊗ I, ∂²J/∂W₂∂W₂ = I ⊗ (W₁W₁ᵀ),
-    ∂²J/∂(W₁)_{aj}∂(W₂)_{ib} = δ_{ab} R_{ij} + (W₂)_{ia}(W₁)_{bj}.
+    ∂²J/∂(W₁)_{aj}∂(W₂)_{ib} = [a = b] R_{ij} + (W₂)_{ia}(W₁)_{bj}.
 
     Arguments and symbols: ``singular_values`` → s₁ > s₂ > … > s_n > 0, ``hidden`` → p.
     """
@@ -626,11 +632,11 @@ def saddle_methods(start=SADDLE_START, steps: int = SADDLE_STEPS, lr: float = SA
 
 
 class EscapeTimes(NamedTuple):
-    """Time gradient descent spends near a saddle, against the start's distance δ from the
+    """Time gradient descent spends near a saddle, against the start's distance v₀ from the
     stable manifold.
 
-    Attributes: ``perturbations`` (k,) the δ's, ``steps`` (k,) iterates within the radius,
-    ``slope`` the least-squares slope of steps against ln(1/δ), ``predicted_slope``
+    Attributes: ``perturbations`` (k,) the v₀'s, ``steps`` (k,) iterates within the radius,
+    ``slope`` the least-squares slope of steps against ln(1/v₀), ``predicted_slope``
     1/ln(1 + ε|λ_min|) (:func:`predicted_escape_slope`).
     """
 
@@ -644,27 +650,27 @@ def escape_steps(perturbations: Sequence[float] = ESCAPE_PERTURBATIONS, lr: floa
                  x0: float = SADDLE_START[0], radius: float = SADDLE_RADIUS,
                  max_steps: int = 400) -> EscapeTimes:
     """Steps gradient descent spends within ``radius`` of the saddle of
-    :class:`~course_lib.landscapes.Saddle`, started at (x0, δ) for each δ in
+    :class:`~course_lib.landscapes.Saddle`, started at (x0, v₀) for each v₀ in
     ``perturbations`` (the distance from the stable manifold y = 0), with ε = ``lr`` and at
-    most ``max_steps`` steps; the slope is fitted over all δ's."""
-    deltas = np.array([_check_positive("perturbation", d) for d in perturbations])
-    if len(deltas) < 2:
+    most ``max_steps`` steps; the slope is fitted over all v₀'s."""
+    offsets = np.array([_check_positive("perturbation", d) for d in perturbations])
+    if len(offsets) < 2:
         raise ValueError(f"Invalid perturbations: {tuple(perturbations)!r} (expected >= 2)")
     J = Saddle()
     saddle = J.saddles[0]
-    starts = torch.tensor([[x0, d] for d in deltas], dtype=torch.float64)
+    starts = torch.tensor([[x0, d] for d in offsets], dtype=torch.float64)
     runs = gradient_descent(J, starts, _check_int("max_steps", max_steps, 1), lr)
     steps = np.array([steps_within(r, saddle.numpy(), radius) for r in runs])
-    slope = float(np.polyfit(np.log(1 / deltas), steps, 1)[0])
-    return EscapeTimes(deltas, steps, slope, predicted_escape_slope(J, saddle, lr))
+    slope = float(np.polyfit(np.log(1 / offsets), steps, 1)[0])
+    return EscapeTimes(offsets, steps, slope, predicted_escape_slope(J, saddle, lr))
 
 
 def predicted_escape_slope(landscape: Landscape, saddle, lr: float) -> float:
-    r"""Extra steps per factor e of smaller perturbation δ: 1 / ln(1 + ε|λ_min|).
+    r"""Extra steps per factor e of smaller perturbation v₀: 1 / ln(1 + ε|λ_min|).
 
     Near a saddle, gradient descent multiplies the component along the eigenvector of the
     negative eigenvalue λ_min by (1 − ελ_min) = 1 + ε|λ_min| per step, so leaving a ball
-    from a distance δ takes ln(r/δ)/ln(1 + ε|λ_min|) steps: linear in ln(1/δ).
+    from a distance v₀ takes ln(r/v₀)/ln(1 + ε|λ_min|) steps: linear in ln(1/v₀).
     """
     lam_min = float(torch.linalg.eigvalsh(landscape.hessian(_as_float64(saddle)))[0])
     if lam_min >= 0:
@@ -725,3 +731,522 @@ def plateau_lengths(losses, levels: Sequence[float], rel_tol: float = 0.02) -> n
         raise ValueError(f"Invalid losses: shape {losses.shape} (expected 1-D)")
     _check_positive("rel_tol", rel_tol)
     return np.array([int((np.abs(losses - lv) <= rel_tol * abs(lv)).sum()) for lv in levels])
+
+
+# ------------------------------------------------------------------------------------------
+# A real network: plateaus and saddle escape in a deep linear MLP on MNIST-1D
+# ------------------------------------------------------------------------------------------
+#: MNIST-1D (``num_samples`` signals, the training part), centered and PCA-whitened to
+#: ``components`` inputs; targets are centered one-hot vectors (10 outputs)
+DEEP_DATA = dict(num_samples=2000, seed=0, components=16)
+DEEP_WIDTH = 16           # units per hidden layer
+DEEP_LR = 1.0             # ε of full-batch gradient descent
+DEEP_SEEDS = (0, 1, 2)    # initialisations per setting; we report medians
+#: initial scales σ per depth (number of weight matrices): W_l has N(0, σ²/fan_in) entries
+DEEP_SCALES = {2: (1e-1, 1e-2, 1e-3, 1e-4, 1e-5), 3: (0.1, 0.05, 0.025, 0.0125)}
+DEEP_MAX_STEPS = 3000     # a run that has not escaped by then counts as not escaped
+DEEP_CHUNK = 25           # escape runs are trained in chunks and stopped once they escape
+#: the learning curve of the section's figure: depth, σ, seed, steps, and the steps at which
+#: we measure the gradient and the Hessian (on the two plateaus and at the end)
+DEEP_CURVE = dict(depth=2, scale=1e-3, seed=0, steps=600)
+DEEP_PROBES = (5, 60, 600)
+#: depth 3: the Hessian halfway through the plateau, for the two largest scales
+DEEP_PLATEAU_FRACTION = 0.5
+DEEP_LANCZOS = 40         # Lanczos steps for λ_min and λ_max (P = 416 parameters at depth 2)
+
+
+class WhitenedData(NamedTuple):
+    """Inputs X (N, k) with mean 0 and covariance I, targets Y (N, 10) with mean 0, and the
+    singular values s (descending) of the input–output correlation Σ_yx = E[y xᵀ]."""
+
+    X: torch.Tensor
+    Y: torch.Tensor
+    s: np.ndarray
+
+    @property
+    def cost_at_zero(self) -> float:
+        """J(0) = ½ E‖y‖²: the loss of the network that outputs 0 (the saddle θ = 0)."""
+        return 0.5 * float((self.Y ** 2).sum(1).mean())
+
+    def cost_after(self, modes: int) -> float:
+        """½E‖y‖² − ½Σ_{a≤modes} s_a²: the loss once the ``modes`` strongest modes are learned
+        (the cost of the critical point that keeps them, as in Baldi & Hornik, 1989)."""
+        return self.cost_at_zero - 0.5 * float((self.s[:modes] ** 2).sum())
+
+
+def whitened_mnist1d(num_samples: int = DEEP_DATA["num_samples"], seed: int = DEEP_DATA["seed"],
+                     components: int = DEEP_DATA["components"]) -> WhitenedData:
+    r"""MNIST-1D's training signals, centered and PCA-whitened, with centered one-hot targets.
+
+    With whitened inputs, E[xxᵀ] = I, the cost of a linear network f(x) = W x is
+    ½E‖y − Wx‖² = ½E‖y‖² − tr(Σ_yx Wᵀ) + ½‖W‖_F², so its landscape depends on the data only
+    through Σ_yx = E[y xᵀ] = U diag(s) Vᵀ: the setting of Saxe, McClelland & Ganguli (2014).
+    float64.
+    """
+    from course_lib.data import mnist1d
+
+    k = _check_int("components", components, 1)
+    data = mnist1d(num_samples, seed=seed)
+    X = data.X_train.to(torch.float64)
+    X = X - X.mean(0)
+    _, S, Vt = torch.linalg.svd(X, full_matrices=False)
+    if k > len(S):
+        raise ValueError(f"Invalid components: {k} (expected <= {len(S)})")
+    X = X @ Vt[:k].T / (S[:k] / math.sqrt(len(X)))
+    Y = torch.nn.functional.one_hot(data.y_train, 10).to(torch.float64)
+    Y = Y - Y.mean(0)
+    s = torch.linalg.svdvals(Y.T @ X / len(X)).numpy()
+    return WhitenedData(X, Y, s)
+
+
+def linear_mlp(in_features: int, width: int, out_features: int, depth: int, scale: float,
+               seed: int = 0) -> torch.nn.Sequential:
+    """A deep linear network without biases, f(x) = W_depth ⋯ W₂W₁x, float64, on the CPU:
+    ``depth`` weight matrices, ``width`` units per hidden layer, entries of W_l drawn
+    N(0, scale²/fan_in) with ``seed`` (scale = 1 is LeCun's initialisation)."""
+    depth = _check_int("depth", depth, 1)
+    scale = _check_positive("scale", scale)
+    gen = torch.Generator().manual_seed(_check_int("seed", seed, 0))
+    widths = [in_features] + [width] * (depth - 1) + [out_features]
+    layers = []
+    for fan_in, fan_out in zip(widths[:-1], widths[1:]):
+        layer = torch.nn.Linear(fan_in, fan_out, bias=False, dtype=torch.float64)
+        with torch.no_grad():
+            layer.weight.copy_(scale * torch.randn(fan_out, fan_in, generator=gen,
+                                                   dtype=torch.float64) / math.sqrt(fan_in))
+        layers.append(layer)
+    return torch.nn.Sequential(*layers)
+
+
+def half_squared_error(out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """J = ½ · mean over examples of ‖f(x) − y‖² (the cost of Saxe et al., 2014)."""
+    return 0.5 * ((out - target) ** 2).sum(-1).mean()
+
+
+def _train_gd(model, data: WhitenedData, steps: int, lr: float):
+    """``steps`` full-batch gradient descent steps through :func:`course_lib.train.train`;
+    returns its per-step losses and gradient norms (J and ‖g‖ before each update).  Plain
+    gradient descent keeps no state, so consecutive calls continue one run exactly."""
+    from course_lib.train import train
+
+    hist = train(model, half_squared_error, torch.optim.SGD(model.parameters(), lr=lr),
+                 (data.X, data.Y), epochs=steps, max_steps=steps, batch_size=len(data.X),
+                 shuffle=False, metrics=())
+    return np.asarray(hist.steps["loss"]), np.asarray(hist.steps["grad_norm"])
+
+
+def escape_threshold(data: WhitenedData) -> float:
+    """The loss that counts as "escaped from θ = 0": half of the strongest mode's share of the
+    loss learned, J(0) − s₁²/4."""
+    return data.cost_at_zero - 0.25 * float(data.s[0]) ** 2
+
+
+def deep_escape_step(data: WhitenedData, depth: int, scale: float, seed: int = 0,
+                     lr: float = DEEP_LR, width: int = DEEP_WIDTH,
+                     max_steps: int = DEEP_MAX_STEPS, chunk: int = DEEP_CHUNK) -> int:
+    """The first step t at which J(θ_t) < :func:`escape_threshold` for gradient descent from
+    ``linear_mlp(..., depth, scale, seed)``; ``max_steps`` + 1 if it never gets there.  Trained
+    in chunks of ``chunk`` steps, stopped once escaped."""
+    model = linear_mlp(data.X.shape[1], width, data.Y.shape[1], depth, scale, seed)
+    threshold, done = escape_threshold(data), 0
+    while done < max_steps:
+        losses, _ = _train_gd(model, data, min(chunk, max_steps - done), lr)
+        below = np.flatnonzero(losses < threshold)
+        if len(below):
+            return done + int(below[0])
+        done += len(losses)
+    return max_steps + 1
+
+
+class DeepEscape(NamedTuple):
+    """Escape times of a deep linear network from the plateau at θ = 0.
+
+    Attributes: ``depth``, ``scales`` (k,) the initial scales σ, ``steps`` (k, seeds) the escape
+    step of every run, ``median`` (k,), ``fitted`` the least-squares slope of the medians
+    (against ln(1/σ) at depth 2, of ln T against ln(1/σ) at depth ≥ 3), ``predicted`` the
+    slope the theory gives (:func:`predicted_deep_escape`)."""
+
+    depth: int
+    scales: np.ndarray
+    steps: np.ndarray
+    median: np.ndarray
+    fitted: float
+    predicted: float
+
+
+def predicted_deep_escape(depth: int, s1: float, lr: float = DEEP_LR) -> float:
+    r"""The escape-time law near θ = 0, as a slope.
+
+    Depth 2 (one hidden layer): at θ = 0 the Hessian has eigenvalues ±s_a, so the component
+    along the eigenvector of λ_min = −s₁ grows by (1 + εs₁) per step (section 5.4): the time
+    grows like ln(1/σ)/ln(1 + εs₁).  Returns that slope, 1/ln(1 + εs₁) steps per unit of ln(1/σ).
+
+    Depth N ≥ 3: J is a polynomial whose terms in θ have degrees 0, N and 2N, so near 0 the
+    gradient of the degree-N term, O(‖θ‖^{N−1}), drives the motion and the Hessian vanishes at
+    0.  Writing θ = σφ, dφ/dt = σ^{N−2}·F(φ): the time to leave scales like σ^{−(N−2)}.  Returns
+    N − 2, the slope of ln T against ln(1/σ) (Saxe et al., 2014, find the same 1/σ^{N−2} law
+    for balanced starts)."""
+    depth = _check_int("depth", depth, 2)
+    if depth == 2:
+        return 1.0 / math.log(1.0 + _check_positive("lr", lr) * _check_positive("s1", s1))
+    return float(depth - 2)
+
+
+def deep_escape_times(data: WhitenedData | None = None, depth: int = 2,
+                      scales: Sequence[float] | None = None, seeds: Sequence[int] = DEEP_SEEDS,
+                      lr: float = DEEP_LR) -> DeepEscape:
+    """:func:`deep_escape_step` for every σ in ``scales`` (default ``DEEP_SCALES[depth]``) and
+    every seed; medians over the seeds and the fitted slope (see :class:`DeepEscape`)."""
+    data = whitened_mnist1d() if data is None else data
+    depth = _check_int("depth", depth, 2)
+    scales = np.array(DEEP_SCALES[depth] if scales is None else scales, dtype=float)
+    if len(scales) < 2:
+        raise ValueError(f"Invalid scales: {tuple(scales)!r} (expected >= 2)")
+    steps = np.array([[deep_escape_step(data, depth, float(sc), int(sd), lr) for sd in seeds]
+                      for sc in scales])
+    median = np.median(steps, axis=1)
+    x = np.log(1 / scales)
+    fitted = float(np.polyfit(x, median if depth == 2 else np.log(median), 1)[0])
+    return DeepEscape(depth, scales, steps, median, fitted,
+                      predicted_deep_escape(depth, float(data.s[0]), lr))
+
+
+class CurvatureProbe(NamedTuple):
+    """Loss, gradient norm and extreme Hessian eigenvalues of a network at one step."""
+
+    step: int
+    loss: float
+    grad_norm: float
+    lambda_min: float
+    lambda_max: float
+
+
+def probe_curvature(model, data: WhitenedData, step: int, k: int = DEEP_LANCZOS,
+                    seed: int = 0) -> CurvatureProbe:
+    """J, ‖∇J‖ and λ_min, λ_max of the Hessian of J at the model's current θ: the extreme Ritz
+    values of ``k`` Lanczos steps (:func:`course_lib.curvature.lanczos_eigenvalues`)."""
+    from course_lib.curvature import flatten_grad, lanczos_eigenvalues
+
+    params = list(model.parameters())
+
+    def loss():
+        return half_squared_error(model(data.X), data.Y)
+
+    model.zero_grad()
+    J = loss()
+    J.backward()
+    g = float(flatten_grad(params).norm())
+    model.zero_grad()
+    J = float(J.detach())
+    ritz = lanczos_eigenvalues(loss, params, k, generator=torch.Generator().manual_seed(seed))
+    return CurvatureProbe(int(step), J, g, float(ritz[0]), float(ritz[-1]))
+
+
+class DeepCurve(NamedTuple):
+    """One learning curve: ``losses`` and ``grad_norms`` (T + 1,) at θ_0 … θ_T, and the
+    :class:`CurvatureProbe` at each probed step."""
+
+    losses: np.ndarray
+    grad_norms: np.ndarray
+    probes: list
+
+
+def deep_learning_curve(data: WhitenedData | None = None, depth: int = DEEP_CURVE["depth"],
+                        scale: float = DEEP_CURVE["scale"], seed: int = DEEP_CURVE["seed"],
+                        steps: int = DEEP_CURVE["steps"], probes: Sequence[int] = DEEP_PROBES,
+                        lr: float = DEEP_LR, width: int = DEEP_WIDTH) -> DeepCurve:
+    """Gradient descent on the deep linear network for ``steps`` steps, stopping at each step
+    in ``probes`` (≤ ``steps``) to measure the gradient and the Hessian (:func:`probe_curvature`)."""
+    data = whitened_mnist1d() if data is None else data
+    probes = sorted(_check_int("probe", p, 0) for p in probes)
+    steps = _check_int("steps", steps, 1)
+    if probes and probes[-1] > steps:
+        raise ValueError(f"Invalid probes: {tuple(probes)!r} (expected <= steps = {steps})")
+    model = linear_mlp(data.X.shape[1], width, data.Y.shape[1], depth, scale, seed)
+    losses, norms, found, done = [], [], [], 0
+    for stop in [*probes, steps]:
+        if stop > done:
+            l, g = _train_gd(model, data, stop - done, lr)
+            losses.append(l)
+            norms.append(g)
+            done = stop
+        if len(found) < len(probes):
+            found.append(probe_curvature(model, data, stop))
+    last = probe_curvature(model, data, steps) if not probes or probes[-1] != steps else found[-1]
+    losses = np.concatenate([*losses, [last.loss]])
+    norms = np.concatenate([*norms, [last.grad_norm]])
+    return DeepCurve(losses, norms, found)
+
+
+def deep_plateau_probes(data: WhitenedData | None = None, depth: int = 3,
+                        scales: Sequence[float] | None = None, seed: int = 0,
+                        fraction: float = DEEP_PLATEAU_FRACTION,
+                        lr: float = DEEP_LR) -> list[CurvatureProbe]:
+    """For each σ in ``scales`` (default the two largest of ``DEEP_SCALES[depth]``): the
+    :class:`CurvatureProbe` of the run of ``seed`` at ``fraction`` of its escape step, i.e. in
+    the middle of its plateau at θ ≈ 0."""
+    data = whitened_mnist1d() if data is None else data
+    scales = DEEP_SCALES[depth][:2] if scales is None else scales
+    if not 0 < fraction < 1:
+        raise ValueError(f"Invalid fraction: {fraction!r} (expected 0 < fraction < 1)")
+    out = []
+    for sc in scales:
+        at = int(fraction * deep_escape_step(data, depth, float(sc), seed, lr))
+        out.append(deep_learning_curve(data, depth, float(sc), seed, max(at, 1), (max(at, 1),),
+                                       lr).probes[0])
+    return out
+
+
+def plot_deep_linear(curve: DeepCurve, data: WhitenedData, escapes: Sequence[DeepEscape],
+                     axes=None):
+    """The section's figure: the learning curve J_t − J_min with the costs of the saddles
+    θ = 0 and "mode 1 learned", the gradient norm with the probes' λ_min, and the median
+    escape step against σ for each depth in ``escapes`` with the predicted law."""
+    import matplotlib.pyplot as plt
+
+    if axes is None:
+        _, axes = plt.subplots(1, 3, figsize=(16, 4.3))
+    ax1, ax2, ax3 = axes
+    j_min = data.cost_after(len(data.s))
+    ax1.semilogy(curve.losses - j_min, color="black", label=r"$J(\theta_t) - J_{\min}$")
+    for level, label, color in ((data.cost_at_zero, r"saddle $\theta = 0$", "tab:red"),
+                                (data.cost_after(1), "saddle: mode 1 learned", "tab:orange")):
+        ax1.axhline(level - j_min, ls="--", color=color, label=label)
+    ax1.set(xlabel="step t", ylabel=r"$J(\theta_t) - J_{\min}$",
+            title="MNIST-1D, linear net: the loss rests at each saddle")
+    ax1.legend(fontsize="small")
+    ax2.semilogy(curve.grad_norms, color="tab:blue", label=r"$\|g_t\|$")
+    for p in curve.probes:
+        ax2.plot(p.step, p.grad_norm, "o", color="tab:red")
+        text = f"λ_min = {p.lambda_min:.2g}" if abs(p.lambda_min) > 1e-6 else "λ_min ≈ 0"
+        ax2.annotate(text, (p.step, p.grad_norm),
+                     textcoords="offset points", xytext=(4, 6), fontsize="small")
+    ax2.set(xlabel="step t", ylabel=r"gradient norm $\|g_t\|$",
+            title="Small gradient, clearly negative curvature")
+    ax2.legend(fontsize="small")
+    for e, marker in zip(escapes, "os^"):
+        line, = ax3.loglog(e.scales, e.median, marker, ms=8, label=f"depth {e.depth}: median")
+        if e.depth == 2:  # T = c + ln(1/σ)/ln(1 + εs₁)
+            x = np.log(1 / e.scales)
+            fit = e.median.mean() + e.predicted * (x - x.mean())
+            law = r"$\ln(1/\sigma)/\ln(1+\epsilon s_1)$"
+        else:  # T ∝ σ^{-(N-2)}
+            fit = np.exp(np.log(e.median).mean()
+                         + e.predicted * np.log(1 / e.scales) - e.predicted
+                         * np.log(1 / e.scales).mean())
+            law = rf"$\sigma^{{-{e.predicted:g}}}$"
+        ax3.loglog(e.scales, fit, "--", color=line.get_color(), label=f"depth {e.depth}: {law}")
+    ax3.invert_xaxis()
+    ax3.set(xlabel=r"initial scale $\sigma$", ylabel="steps to escape from θ ≈ 0",
+            title="Escape time: log law at depth 2, power law at depth 3")
+    ax3.legend(fontsize="small")
+    return axes
+
+
+
+# ------------------------------------------------------------------------------------------
+# The chapter's figures (the notebook computes, these functions draw)
+# ------------------------------------------------------------------------------------------
+def plot_saddle_views(J: Landscape, fig=None):
+    """Section 5.1: the surface, the contour map and two cuts through the saddle at 0."""
+    import matplotlib.pyplot as plt
+
+    from course_lib import plots
+
+    fig = plt.figure(figsize=(15, 4.3)) if fig is None else fig
+    ax = fig.add_subplot(1, 3, 1, projection="3d")
+    plots.surface3d(J, ax=ax, resolution=50)
+    ax.set_title(r"$J = \theta_1^2 - \theta_2^2 + \theta_2^4/4$")
+    ax = plots.contour(J, ax=fig.add_subplot(1, 3, 2))
+    ax.legend(loc="lower right", fontsize="small")
+    ax.set_title("Contours: the saddle sits between two minima")
+    ax = fig.add_subplot(1, 3, 3)
+    t = np.linspace(-2, 2, 201)
+    zero = np.zeros_like(t)
+    ax.plot(t, J(np.stack([t, zero], -1)).numpy(), label=r"along $\theta_1$ ($\theta_2 = 0$)")
+    ax.plot(t, J(np.stack([zero, t], -1)).numpy(), label=r"along $\theta_2$ ($\theta_1 = 0$)")
+    ax.plot([0], [0], "X", color="tab:red", ms=10, mec="black", label="saddle")
+    ax.set_xlabel("coordinate along the cut (parameter units)")
+    ax.set_ylabel(r"$J$")
+    ax.set_title("Through the saddle: a minimum one way, a maximum the other")
+    ax.legend(fontsize="small")
+    return fig
+
+
+def plot_minima_census(census: MinimaCensus, direct: MinimaCensus, axes=None):
+    """Section 5.2: P(minimum) against n (both estimators, 2⁻ⁿ, the exponential fit) and the
+    number of saddles per minimum."""
+    import matplotlib.pyplot as plt
+
+    if axes is None:
+        _, axes = plt.subplots(1, 2, figsize=(12, 4.3))
+    ax1, ax2 = axes
+    n = census.dims
+    ax1.errorbar(direct.dims, direct.p_min, yerr=direct.stderr, fmt="s", ms=8, mfc="none",
+                 label=r"GOE, direct Monte Carlo ($10^5$ draws)")
+    ax1.errorbar(n, census.p_min, yerr=census.stderr, fmt="o-", label="GOE, sequential sampling")
+    ax1.plot(n, 0.5**n, "k--", label=r"independent signs: $2^{-n}$")
+    intercept = np.log(census.p_min).mean() - census.log_slope * n.mean()
+    ax1.plot(n, np.exp(intercept + census.log_slope * n), ":", color="tab:gray",
+             label=f"exponential fit, slope {census.log_slope:.2f} per dimension")
+    ax1.set_yscale("log")
+    ax1.set_xlabel("dimension n")
+    ax1.set_ylabel("P(all eigenvalues > 0)")
+    ax1.set_title("Minima become rare faster than $2^{-n}$")
+    ax1.legend(fontsize="small")
+    ax2.semilogy(n[1:], census.saddles_per_minimum[1:], "o-", label="GOE")  # n = 1: no saddles
+    ax2.semilogy(n[1:], 2.0 ** n[1:] - 2, "k--", label=r"independent signs: $2^n - 2$")
+    ax2.set_xlabel("dimension n")
+    ax2.set_ylabel("saddles per minimum")
+    ax2.set_title("Saddles outnumber minima by more than $2^n$")
+    ax2.legend(fontsize="small")
+    return axes
+
+
+def plot_field_critical_points(field: Landscape, cp: CriticalPoints, ax=None):
+    """Section 5.3: the contour map of a 2-D random field with its critical points by kind."""
+    import matplotlib.pyplot as plt
+
+    from course_lib import plots
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6.5, 5))
+    plots.contour(field, ax=ax, log_levels=False, critical_points=False, levels=25)
+    styles = [("minimum", plots.CRITICAL_STYLE["local minimum"]),
+              ("saddle", plots.CRITICAL_STYLE["saddle"]),
+              ("maximum", dict(marker="^", s=120, color="tab:orange", edgecolor="black",
+                               zorder=5))]
+    for k, (kind, style) in enumerate(styles):
+        pts = cp.points[cp.n_negative == k]
+        ax.scatter(pts[:, 0], pts[:, 1], label=f"{kind} ({len(pts)})", **style)
+    ax.set_title("A random landscape: about as many saddles as minima and maxima together")
+    ax.legend(loc="lower left", fontsize="small", framealpha=0.9)
+    return ax
+
+
+def plot_index_vs_cost(cp: CriticalPoints, ax=None):
+    """Section 5.3: cost against index of every critical point, and the mean cost per index."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6.5, 4.5))
+    ax.scatter(cp.index, cp.values, s=18, alpha=0.6, label="critical points")
+    ks = np.arange(cp.dim + 1)
+    ax.plot(ks / cp.dim, cp.mean_value_by_count(), "o-", color="black", ms=8,
+            label="mean cost at each index")
+    ax.set_xlabel("index (fraction of negative Hessian eigenvalues)")
+    ax.set_ylabel(r"cost $J(\theta)$")
+    ax.set_title(f"Higher cost, more directions of descent (correlation {cp.correlation:.2f})")
+    ax.legend(fontsize="small")
+    return ax
+
+
+def plot_linear_census(cp: CriticalPoints, ax=None):
+    """Section 5.3: cost against index of the linear network's critical points, labelled by S."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7, 4.5))
+    ax.plot(cp.index, cp.values, "o", ms=8)
+    for label, x, y in zip(cp.labels, cp.index, cp.values):
+        pair = "," in label  # two modes kept: label below the point, else above
+        ax.annotate(f"S = {label}", (x, y), textcoords="offset points",
+                    xytext=(4, -13 if pair else 5), fontsize="small")
+    ax.set_xlabel("index (fraction of negative Hessian eigenvalues)")
+    ax.set_ylabel(r"cost $J$ at the critical point")
+    ax.set_xlim(-0.05, 0.7)
+    ax.set_ylim(0, 6.6)
+    ax.set_title("Linear network: one minimum (the global one); the rest are saddles")
+    return ax
+
+
+def plot_saddle_runs(J: Landscape, runs: dict, saddle, axes=None):
+    """Section 5.4: the paths of the three methods, their distance to the saddle, and the
+    gradient norm and loss of gradient descent."""
+    import matplotlib.pyplot as plt
+
+    from course_lib import plots
+
+    if axes is None:
+        _, axes = plt.subplots(1, 3, figsize=(16, 4.5))
+    plots.plot_trajectories(J, runs, ax=axes[0],
+                            title="Newton stops at the saddle; the others escape")
+    for label, run in runs.items():
+        axes[1].semilogy(np.maximum(distance_to(run, saddle), 1e-17), label=label)
+    axes[1].axhline(SADDLE_RADIUS, color="gray", ls=":", label=f"radius {SADDLE_RADIUS:g}")
+    axes[1].set_xlabel("step t")
+    axes[1].set_ylabel(r"distance $\|\theta_t - \theta_{\rm saddle}\|$ (0 shown as $10^{-17}$)")
+    axes[1].set_title("Distance to the saddle")
+    axes[1].legend(fontsize="small")
+    gd = runs["gradient descent"]
+    axes[2].semilogy(gd.grad_norms, label=r"$\|\nabla J(\theta_t)\|$")
+    axes[2].plot(gd.losses - J.min_value, label=r"$J(\theta_t) - J^*$")
+    axes[2].set_xlabel("step t")
+    axes[2].set_ylabel("value")
+    axes[2].set_title("Gradient descent: the gradient all but vanishes near the saddle")
+    axes[2].legend(fontsize="small")
+    return axes
+
+
+def plot_escape_times(esc: EscapeTimes, ax=None):
+    """Section 5.4: steps near the saddle against the start's distance v₀ from the stable
+    manifold, with the predicted slope."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6.5, 4.3))
+    ax.semilogx(esc.perturbations, esc.steps, "o", label="measured")
+    x = np.log(1 / esc.perturbations)
+    ax.semilogx(esc.perturbations, esc.steps.mean() + esc.predicted_slope * (x - x.mean()), "--",
+                label=r"slope $1/\ln(1 + \epsilon|\lambda_{\min}|)$")
+    ax.invert_xaxis()
+    ax.set_xlabel(r"distance $v_0$ of the start from the stable manifold")
+    ax.set_ylabel(f"steps within {SADDLE_RADIUS:g} of the saddle")
+    ax.set_title(f"Escape time grows like ln(1/v₀): "
+                 f"{esc.slope * math.log(10):.3g} steps per decade")
+    ax.legend(fontsize="small")
+    return ax
+
+
+def plot_plateau(curves: dict, radii, measured, predicted, axes=None):
+    """Section 5.5: loss and gradient norm of gradient descent on the plateau from the starts
+    in ``curves`` (radius → Trajectory), and the steps to get off it against the start radius."""
+    import matplotlib.pyplot as plt
+
+    if axes is None:
+        _, axes = plt.subplots(1, 3, figsize=(16, 4.3))
+    ax1, ax2, ax3 = axes
+    for r, run in curves.items():
+        ax1.plot(run.losses, label=f"start at r = {r}")
+        ax2.semilogy(run.grad_norms, label=f"start at r = {r}")
+    ax1.set(xlabel="step t", ylabel=r"$J(\theta_t)$",
+            title="On the plateau the loss does not move…")
+    ax2.set(xlabel="step t", ylabel=r"$\|\nabla J(\theta_t)\|$", ylim=(1e-5, 3),
+            title="…because the gradient is tiny")
+    ax3.semilogy(radii, measured, "o", ms=8, label="gradient descent, measured")
+    ax3.semilogy(radii, predicted, "--", label="gradient-flow estimate T(r)")
+    ax3.set(xlabel="start radius r", ylabel=f"steps until J < {PLATEAU_THRESHOLD:g}",
+            title=r"Time on the plateau grows like $e^{2r^2}$")
+    for ax in axes:
+        ax.legend(fontsize="small")
+    return axes
+
+
+def plot_linear_stages(run: Trajectory, stages: dict, axes=None):
+    """Section 5.6: the learning curve of the linear network with the costs of its critical
+    points (``stages``: label → cost), and its gradient norm."""
+    import matplotlib.pyplot as plt
+
+    if axes is None:
+        _, axes = plt.subplots(1, 2, figsize=(13, 4.3))
+    ax1, ax2 = axes
+    ax1.plot(run.losses, color="black", label="gradient descent")
+    for (label, cost), color in zip(stages.items(), ["tab:red", "tab:orange", "tab:green"]):
+        ax1.axhline(cost, ls="--", color=color, label=f"cost of the critical point {label}")
+    ax1.set(xlabel="step t", ylabel=r"$J(\theta_t)$",
+            title="Learning in stages: the loss rests at the cost of each saddle")
+    ax1.legend(fontsize="small")
+    ax2.semilogy(run.grad_norms)
+    ax2.set(xlabel="step t", ylabel=r"$\|\nabla J(\theta_t)\|$",
+            title="The gradient is small on every plateau")
+    return axes
