@@ -11,7 +11,7 @@ Contents:
   :class:`AdamNoBiasCorrection` (Adam without the corrections 1/(1 − βᵗ), the variant the
   chapter compares with), :func:`bias_correction_factor` (its closed-form step ratio
   (1 − β₁ᵗ)/√(1 − β₂ᵗ)), :func:`first_steps` (measured step lengths on a constant gradient),
-  :func:`noisy_gradients` and :func:`moment_traces` (m, v, m̂, v̂ along a gradient sequence),
+  :func:`noisy_gradients` and :func:`moment_traces` (s, r, ŝ, r̂ along a gradient sequence),
   :func:`bias_correction_training` (the first minibatch losses of a network with and without
   the correction); :data:`ADAM_FAMILY`, factories taking β₁ and β₂ as separate keywords (for
   the widgets).
@@ -25,7 +25,7 @@ Contents:
 - AMSGrad: the online problem of Reddi et al. (2018, §3) on which Adam converges to the
   *worst* point, :func:`online_gradient`, :func:`online_counterexample`,
   :func:`average_regret`, :func:`final_x_vs_beta2`.
-- NAdam: :func:`nadam_momentum_schedule`, the momentum coefficients μ_t that
+- NAdam: :func:`nadam_momentum_schedule`, the momentum coefficients α_t that
   ``course_lib.optim.nadam_update`` uses (closed form, checked against its state).
 - The settings of the chapter (``BIAS_BETAS``, ``WD_*``, ``ONLINE_*``), so that the notebook
   and its tests use the same numbers.
@@ -54,7 +54,7 @@ __all__ = [
 ]
 
 # --- the settings of chapter 12 -----------------------------------------------------------------
-#: (β₁, β₂) pairs of the bias-correction figure: the default, shorter memories for v (with
+#: (β₁, β₂) pairs of the bias-correction figure: the default, shorter memories for r (with
 #: (1 − β₁)² < 1 − β₂ at (0.9, 0.95): the first step too small), β₁ = β₂
 BIAS_BETAS = ((0.9, 0.999), (0.9, 0.99), (0.9, 0.95), (0.9, 0.9))
 BIAS_STEPS = 200  # steps shown in the bias-correction figure
@@ -117,33 +117,33 @@ def adam_update_uncorrected(
 
     .. math::
 
-        m \leftarrow \beta_1 m + (1-\beta_1)\, g, \qquad
-        v \leftarrow \beta_2 v + (1-\beta_2)\, g \odot g, \qquad
-        \theta \leftarrow \theta - \epsilon\, m / (\sqrt{v} + \delta)
+        s \leftarrow \beta_1 s + (1-\beta_1)\, g, \qquad
+        r \leftarrow \beta_2 r + (1-\beta_2)\, g \odot g, \qquad
+        \theta \leftarrow \theta - \epsilon\, s / (\sqrt{r} + \delta)
 
-    Compare :func:`course_lib.optim.adam_update`, which divides m by 1 − β₁ᵗ and v by
+    Compare :func:`course_lib.optim.adam_update`, which divides s by 1 − β₁ᵗ and r by
     1 − β₂ᵗ.  For a constant gradient (and δ → 0) this step is Adam's times
     (1 − β₁ᵗ)/√(1 − β₂ᵗ) (:func:`bias_correction_factor`).  With β₁ = 0 it is exactly
     RMSProp with ρ = β₂ (``course_lib.optim.rmsprop_update``).
 
     Arguments and symbols as in ``adam_update``: ``lr`` → ε, ``betas`` → (β₁, β₂),
     ``eps`` → δ, ``weight_decay`` → λ (an L2 term λθ added to g); ``state``: ``'step'`` → t,
-    ``'exp_avg'`` → m, ``'exp_avg_sq'`` → v.
+    ``'exp_avg'`` → s, ``'exp_avg_sq'`` → r (the DL book's Algorithm 8.7).
     """
     beta1, beta2 = betas
     if not state:
         state["step"] = 0
-        state["exp_avg"] = torch.zeros_like(theta)  # m₀ = 0
-        state["exp_avg_sq"] = torch.zeros_like(theta)  # v₀ = 0
+        state["exp_avg"] = torch.zeros_like(theta)  # s₀ = 0
+        state["exp_avg_sq"] = torch.zeros_like(theta)  # r₀ = 0
     state["step"] += 1
-    m, v = state["exp_avg"], state["exp_avg_sq"]
+    s, r = state["exp_avg"], state["exp_avg_sq"]
     if maximize:
         g = -g
     if weight_decay != 0:
         g = g.add(theta, alpha=weight_decay)  # g ← g + λθ
-    m.lerp_(g, 1 - beta1)  # m ← β₁m + (1 − β₁)g
-    v.mul_(beta2).addcmul_(g, g, value=1 - beta2)  # v ← β₂v + (1 − β₂) g ⊙ g
-    theta.addcdiv_(m, v.sqrt().add_(eps), value=-lr)  # θ ← θ − ε m / (√v + δ): no 1 − βᵗ
+    s.lerp_(g, 1 - beta1)  # s ← β₁s + (1 − β₁)g
+    r.mul_(beta2).addcmul_(g, g, value=1 - beta2)  # r ← β₂r + (1 − β₂) g ⊙ g
+    theta.addcdiv_(s, r.sqrt().add_(eps), value=-lr)  # θ ← θ − ε s / (√r + δ): no 1 − βᵗ
 
 
 class AdamNoBiasCorrection(FirstOrderOptimizer):
@@ -164,11 +164,11 @@ class AdamNoBiasCorrection(FirstOrderOptimizer):
 
 
 def bias_correction_factor(t, betas: tuple[float, float] = (0.9, 0.999)) -> np.ndarray:
-    r"""r_t = (1 − β₁ᵗ) / √(1 − β₂ᵗ): the uncorrected step divided by the corrected one.
+    r"""q_t = (1 − β₁ᵗ) / √(1 − β₂ᵗ): the uncorrected step divided by the corrected one.
 
-    Without correction m is too small by the factor 1 − β₁ᵗ and √v by √(1 − β₂ᵗ); the step
-    m/√v is off by their ratio.  r_t > 1 (steps too large) whenever β₂ is closer to 1 than
-    β₁ is in the sense (1 − β₁ᵗ)² > 1 − β₂ᵗ; r_t = √(1 − βᵗ) < 1 (steps too small) when
+    Without correction s is too small by the factor 1 − β₁ᵗ and √r by √(1 − β₂ᵗ); the step
+    s/√r is off by their ratio.  q_t > 1 (steps too large) whenever β₂ is closer to 1 than
+    β₁ is in the sense (1 − β₁ᵗ)² > 1 − β₂ᵗ; q_t = √(1 − βᵗ) < 1 (steps too small) when
     β₁ = β₂ = β.  ``t`` is a step number ≥ 1 or an array of them.
     """
     beta1, beta2 = _check_betas(betas)
@@ -216,21 +216,22 @@ def moment_traces(gradients, betas: tuple[float, float] = (0.9, 0.999)) -> dict[
     """Feed ``gradients`` (a 1-D sequence g_1..g_T) to ``adam_update`` on one scalar and read
     its state after every step.
 
-    Returns arrays of length T: ``m``, ``v`` (the raw moving averages, from the optimizer's
-    state), ``m_hat`` = m/(1 − β₁ᵗ) and ``v_hat`` = v/(1 − β₂ᵗ) (the corrected estimates of
-    E[g] and E[g²]) and ``t``.
+    Returns arrays of length T: ``s``, ``r`` (the raw moving averages of g and g², the DL
+    book's s and r, Algorithm 8.7; Kingma & Ba's m and v; torch's ``exp_avg`` and
+    ``exp_avg_sq``), ``s_hat`` = s/(1 − β₁ᵗ) and ``r_hat`` = r/(1 − β₂ᵗ) (the corrected
+    estimates of E[g] and E[g²]) and ``t``.
     """
     g = np.asarray(gradients, dtype=float)
     _check("gradients", g.shape, g.ndim == 1 and g.size >= 1, "a non-empty 1-D sequence")
     beta1, beta2 = _check_betas(betas)
     theta, state = torch.zeros(1, dtype=torch.float64), {}
-    m, v = np.empty(g.size), np.empty(g.size)
+    s, r = np.empty(g.size), np.empty(g.size)
     for i, g_t in enumerate(g):
         adam_update(theta, torch.full((1,), g_t, dtype=torch.float64), state, lr=1e-3,
                     betas=(beta1, beta2))
-        m[i], v[i] = state["exp_avg"].item(), state["exp_avg_sq"].item()
+        s[i], r[i] = state["exp_avg"].item(), state["exp_avg_sq"].item()
     t = np.arange(1, g.size + 1)
-    return {"t": t, "m": m, "v": v, "m_hat": m / (1 - beta1**t), "v_hat": v / (1 - beta2**t)}
+    return {"t": t, "s": s, "r": r, "s_hat": s / (1 - beta1**t), "r_hat": r / (1 - beta2**t)}
 
 
 def bias_correction_training(lr: float, splits: dict, steps: int = 30, model: str = "mlp",
@@ -360,7 +361,7 @@ def fit_logistic(task: ScaledLogisticTask, method: str, weight_decay: float = WD
     r"""Full-batch logistic regression from θ₀ = 0 with one of :data:`WD_METHODS`:
 
     - ``"Adam + L2"``: ``course_lib.optim.Adam(weight_decay=λ)``, i.e. g ← ∇J + λθ, then
-      Adam: the penalty's gradient is divided by √v̂ like the rest of g;
+      Adam: the penalty's gradient is divided by √r̂ like the rest of g;
     - ``"AdamW"``: ``course_lib.optim.AdamW(weight_decay=λ)``, θ ← (1 − ελ)θ and then Adam on
       ∇J alone (Loshchilov & Hutter, 2019);
     - ``"Adam"``: no regularization (λ ignored).
@@ -423,8 +424,8 @@ def adamw_fixed_point(task: ScaledLogisticTask, weight_decay: float, tol: float 
                       max_iter: int = 200) -> torch.Tensor:
     r"""Where full-batch AdamW stops: argmin J(θ) subject to |θ_i| ≤ 1/λ for every i.
 
-    A fixed point of AdamW has ελθ_i = −ε m̂_i/(√v̂_i + δ).  With a steady full-batch
-    gradient, m̂_i → ∇_i J and √v̂_i → |∇_i J|, so the right side is −sign(∇_i J) (up to δ)
+    A fixed point of AdamW has ελθ_i = −ε ŝ_i/(√r̂_i + δ).  With a steady full-batch
+    gradient, ŝ_i → ∇_i J and √r̂_i → |∇_i J|, so the right side is −sign(∇_i J) (up to δ)
     unless ∇_i J → 0: either |θ_i| = 1/λ with the gradient pushing outwards, or ∇_i J = 0
     with |θ_i| < 1/λ.  These are the optimality conditions of J on the box
     |θ_i| ≤ 1/λ (Xie & Li, 2024): inside the box there is no penalty at all.
@@ -514,7 +515,7 @@ def weight_decay_network(splits: dict, lambdas=WD_NET_LAMBDAS, lr: float = WD_NE
     Returns ``{("Adam", 0.0): r, ("Adam + L2", λ): r, ("AdamW", λ): r, ...}`` where ``r`` is
     {"test_accuracy": (len(seeds),), "norm": (len(seeds),) the final ‖θ‖₂ over all parameters}.
     ``torch.optim.AdamW`` (and ours) shrink θ by the factor 1 − ελ per step: the decay is
-    coupled to ε, whereas Adam + L2's λθ enters g and is divided by √v̂.
+    coupled to ε, whereas Adam + L2's λθ enters g and is divided by √r̂.
     """
     from course_lib.comparison import NET_BATCH, NET_EPOCHS, make_model
     from course_lib.train import evaluate, train
@@ -562,8 +563,8 @@ class OnlineRun:
 
     Attributes:
         x: (T + 1,) the points x_1 … x_{T+1} played (x_1 = x0; x_{t+1} after seeing f_t).
-        effective_lr: (T,) ε_t/(√v̂_t + δ), the factor multiplying m̂ in step t
-            (v̂ from v_max for AMSGrad).
+        effective_lr: (T,) ε_t/(√r̂_t + δ), the factor multiplying ŝ in step t
+            (r̂ from r_max, the running maximum of r, for AMSGrad).
         amsgrad: which rule ran.
         C, period: the problem.
     """
@@ -598,9 +599,9 @@ def online_counterexample(amsgrad: bool, C: float = ONLINE_C,
 
     With β₁ = 0 and β₂ = 1/(1 + C²) Adam converges to +1: the large gradient C is forgotten
     within a round or two, so the two steps of size ≈ ε_t in the direction −∇ = +1 beat the one
-    damped step against it.  AMSGrad divides by the largest v seen, which remembers C, and
+    damped step against it.  AMSGrad divides by the largest r seen, which remembers C, and
     converges to −1.  Our Adam keeps Kingma & Ba's bias correction, which the paper drops;
-    with β₂ = 0.1 it changes v̂ by a factor 1/(1 − 0.1ᵗ) that is 1 after three rounds.
+    with β₂ = 0.1 it changes r̂ by a factor 1/(1 − 0.1ᵗ) that is 1 after three rounds.
     """
     _check("C", C, C > 2, "> 2 (otherwise x = +1 is not the worst point)")
     _check("lr", lr, lr > 0, "a number > 0")
@@ -610,7 +611,7 @@ def online_counterexample(amsgrad: bool, C: float = ONLINE_C,
     betas = _check_betas(betas)
     x = torch.nn.Parameter(torch.tensor([float(x0)], dtype=torch.float64))
     opt = Adam([x], lr=lr, betas=betas, eps=eps, amsgrad=amsgrad)
-    schedule = torch.optim.lr_scheduler.LambdaLR(opt, lambda k: 1.0 / math.sqrt(k + 1))  # α/√t
+    schedule = torch.optim.lr_scheduler.LambdaLR(opt, lambda k: 1.0 / math.sqrt(k + 1))  # ε/√t
     xs, eff = [float(x0)], []
     for t in range(1, steps + 1):
         lr_t = opt.param_groups[0]["lr"]
@@ -620,9 +621,9 @@ def online_counterexample(amsgrad: bool, C: float = ONLINE_C,
         with torch.no_grad():
             x.clamp_(-1.0, 1.0)  # projection onto the feasible set [-1, 1]
         state = opt.state[x]
-        v = state["max_exp_avg_sq"] if amsgrad else state["exp_avg_sq"]
-        v_hat = v.item() / (1 - betas[1] ** t)
-        eff.append(lr_t / (math.sqrt(v_hat) + eps))
+        r = state["max_exp_avg_sq"] if amsgrad else state["exp_avg_sq"]
+        r_hat = r.item() / (1 - betas[1] ** t)
+        eff.append(lr_t / (math.sqrt(r_hat) + eps))
         xs.append(x.item())
     return OnlineRun(np.array(xs), np.array(eff), bool(amsgrad), float(C), period)
 
@@ -656,11 +657,11 @@ def final_x_vs_beta2(beta2s=ONLINE_BETA2S, amsgrad: bool = False, **kwargs) -> n
 # NAdam
 # =============================================================================================
 def nadam_momentum_schedule(t, beta1: float = 0.9, momentum_decay: float = 4e-3) -> np.ndarray:
-    r"""μ_t = β₁ (1 − ½·0.96^{tψ}), the momentum coefficient NAdam uses at step t.
+    r"""α_t = β₁ (1 − ½·0.96^{tψ}), the momentum coefficient NAdam uses at step t.
 
     This is the schedule of Dozat (2016) as torch and ``course_lib.optim.nadam_update``
     implement it (ψ = ``momentum_decay``; the tests check it against the products
-    ∏_{i≤t} μ_i that ``nadam_update`` keeps in its state).  μ_t starts near β₁/2 and creeps
+    ∏_{i≤t} α_i that ``nadam_update`` keeps in its state).  α_t starts near β₁/2 and creeps
     towards β₁: 0.96^{tψ} halves only after t = ln 2/(ψ ln(1/0.96)) ≈ 4240 steps for ψ = 0.004.
     ``t`` is a step number ≥ 1 or an array of them.
     """

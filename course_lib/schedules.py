@@ -12,7 +12,15 @@ at every step).  This module adds only what torch lacks:
                                     (final fraction of ε, warm-up steps, …) mapped onto torch's
                                     classes
 ``schedule_values``                 the ε a scheduler produces, step by step (for plots)
-``plot_schedule``                   draws ε_t / ε of one schedule (the chapter's widget)
+``plot_schedule``                   draws ε_t / ε of one schedule
+``nqm_expected_loss``               SGD under a schedule on a noisy quadratic: E[J(θ_t)]
+                                    exactly, by a recursion per eigen-mode (Zhang et al., 2019)
+``nqm_floor``                       the noise floor that a constant ε settles at
+``plot_noisy_quadratic``            the chapter's widget: ε_t, E[J(θ_t)] against the constant
+                                    ε, and the floor at the current ε_t
+``plot_shapes``, ``plot_tuning``   the chapter's figures of sections 13.1-13.4
+``plot_plateau``                    (the notebook calls them)
+``plot_warmup_start``
 ``dead_relu_units``                 units that output 0 on every example (the damage large
                                     early steps do)
 ``chapter_model``                   the chapter's network: the small 1-D CNN (torch's or He's θ₀)
@@ -45,7 +53,9 @@ References: Goodfellow, Bengio & Courville (2016), *Deep Learning*, §8.3.1; Goy
 *Accurate, large minibatch SGD: training ImageNet in 1 hour*, arXiv:1706.02677; Loshchilov &
 Hutter (2017), *SGDR: stochastic gradient descent with warm restarts*, ICLR; Smith (2017),
 *Cyclical learning rates for training neural networks*, WACV; Smith & Topin (2019),
-*Super-convergence*, SPIE; He, Zhang, Ren & Sun (2015), *Delving deep into rectifiers*, ICCV.
+*Super-convergence*, SPIE; Zhang, Li, Nado, Martens, Sachdeva, Dahl, Shallue & Grosse (2019),
+*Which algorithmic choices matter at which batch sizes? Insights from a noisy quadratic model*,
+NeurIPS; He, Zhang, Ren & Sun (2015), *Delving deep into rectifiers*, ICCV.
 """
 from __future__ import annotations
 
@@ -68,8 +78,11 @@ __all__ = [
     "plot_schedule", "he_normal_", "dead_relu_units", "chapter_model",
     "ScheduleRun", "train_with_schedule", "compare_schedules", "seed_spread",
     "Sharpness", "early_sharpness", "scaling_experiment", "SPREAD_SEEDS", "SHARPNESS_EXAMPLES",
-    "TUNED_PEAKS", "TUNE_SEEDS", "PLATEAU", "Tuning", "tune_schedules", "compare_tuned",
-    "momentum_cycling",
+    "TUNED_PEAKS", "TUNE_SEEDS", "SKEPTIC_SEEDS", "PLATEAU", "Tuning", "tune_schedules", "compare_tuned",
+    "momentum_cycling", "NoisyQuadratic", "NQM", "nqm_expected_loss", "nqm_floor",
+    "nqm_sgd_losses", "NQMRun", "noisy_quadratic_run", "plot_noisy_quadratic",
+    "NQM_PEAKS", "NQM_KINDS", "nqm_comparison", "plot_shapes", "plot_tuning", "plot_plateau",
+    "plot_warmup_start",
 ]
 
 Factory = Callable[[torch.optim.Optimizer], "S.LRScheduler | S.ReduceLROnPlateau | None"]
@@ -132,6 +145,9 @@ TUNED_PEAKS = {"constant": (0.1, 0.2, 0.4), "exponential": (0.3, 0.6, 1.2),
                "linear": (0.2, 0.3, 0.45), "one_cycle": (0.3, 0.45, 0.675)}
 #: … each peak trained from these seeds (θ₀ and batch order); the chapter reports medians
 TUNE_SEEDS = (0, 1, 2, 3, 4)
+#: … and two further seeds, with which one-cycle at its best peak 0.45 does not learn at all
+#: (final training loss 2.09-2.30 across kernel sets, against ln 10 = 2.30)
+SKEPTIC_SEEDS = (5, 9)
 #: section 13.3: the reduce-on-plateau run, at a peak ε small enough that one run is not
 #: chaotic (at 0.3 the runs under a constant ε differ from one CPU's rounding to another's)
 PLATEAU = RunConfig(lr=0.1, seed=2)
@@ -355,6 +371,175 @@ def plot_schedule(kind: str = "cosine_restarts", final_fraction: float = 0.01,
     ax.set_title(f"{kind}: the budget buys a mean step of {values.mean():.2f} ε")
     ax.legend(loc="lower left")
     return values
+
+
+# ---------------------------------------------------------------------------------------------
+# The noisy quadratic model: what a schedule does, in closed form (section 13.5)
+
+class NoisyQuadratic(NamedTuple):
+    r"""J(θ) = ½ Σ_i h_i θ_i² with a gradient estimate g_i = h_i θ_i + ξ_i, ξ_i of mean 0 and
+    variance σ_i² = ``noise`` · h_i (a noise covariance proportional to the Hessian, as for
+    minibatch gradients near a minimum, and ∝ 1/B for a batch of B; Zhang et al., 2019), and a
+    random θ₀ with E[θ_{0,i}²] = ``start`` / h_i (every mode starts with the same loss).
+    ``curvatures`` are the eigenvalues h_i of H, log-spaced from h_max = 1 down to 10⁻² (κ = 100)."""
+    curvatures: np.ndarray = np.logspace(0.0, -2.0, 20)
+    noise: float = 0.1
+    start: float = 0.05   # E[J(θ₀)] = ½ · 20 · 0.05 = ½
+
+    @property
+    def noise_var(self) -> np.ndarray:
+        """σ_i², the variance of the gradient noise of each mode."""
+        return self.noise * self.curvatures
+
+
+#: section 13.5: the noisy quadratic of the chapter's widget
+NQM = NoisyQuadratic()
+
+
+def _check_lrs(lrs) -> np.ndarray:
+    lrs = np.asarray(lrs, dtype=float)
+    _check("lrs", lrs.shape, lrs.ndim == 1 and lrs.size >= 1 and bool(np.all(lrs >= 0)),
+           "a 1-D sequence of learning rates ε_1 … ε_T >= 0")
+    return lrs
+
+
+def nqm_expected_loss(lrs, model: NoisyQuadratic = NQM) -> np.ndarray:
+    r"""E[J(θ_t)] for t = 0 … T under SGD θ_{t+1} = θ_t − ε_{t+1} g_t with the learning rates
+    ``lrs`` = ε_1 … ε_T, exactly, shape (T + 1,).
+
+    Each mode's second moment m_{t,i} = E[θ_{t,i}²] follows the recursion
+    m_{t+1} = (1 − ε h_i)² m_t + ε² σ_i² (the mean-0 noise is independent of θ_t), and
+    E[J] = ½ Σ_i h_i m_{t,i}.
+    """
+    lrs = _check_lrs(lrs)
+    h, s2 = model.curvatures, model.noise_var
+    m = model.start / h
+    out = np.empty(lrs.size + 1)
+    out[0] = 0.5 * h @ m
+    for t, eps in enumerate(lrs, 1):
+        m = (1.0 - eps * h) ** 2 * m + eps * eps * s2
+        out[t] = 0.5 * h @ m
+    return out
+
+
+def nqm_floor(lr, model: NoisyQuadratic = NQM) -> np.ndarray:
+    r"""The noise floor: E[J] that SGD with a constant ε settles at, the fixed point of
+    :func:`nqm_expected_loss`'s recursion, Σ_i ε σ_i² / (2 (2 − ε h_i)) (from
+    m* = ε σ_i² / (h_i (2 − ε h_i))); ∞ where ε h_max ≥ 2 (SGD diverges).  ``lr`` may be an
+    array (one floor per ε)."""
+    lr = np.asarray(lr, dtype=float)
+    _check("lr", lr.shape, bool(np.all(lr >= 0)), "learning rates >= 0")
+    h, s2 = model.curvatures, model.noise_var
+    e = lr[..., None]
+    with np.errstate(divide="ignore"):
+        per_mode = np.where(e * h < 2, e * s2 / (2.0 * np.abs(2.0 - e * h)), np.inf)
+    return per_mode.sum(-1)
+
+
+def nqm_sgd_losses(lrs, runs: int = 1000, seed: int = 0,
+                   model: NoisyQuadratic = NQM) -> np.ndarray:
+    """J(θ_t) of ``runs`` independent SGD runs on the noisy quadratic (Gaussian θ₀ and noise,
+    float64), shape (runs, T + 1): the Monte-Carlo check of :func:`nqm_expected_loss`."""
+    lrs = _check_lrs(lrs)
+    _check("runs", runs, _is_int(runs) and runs >= 2, "an int >= 2")
+    rng = np.random.default_rng(seed)
+    h, sd = model.curvatures, np.sqrt(model.noise_var)
+    theta = rng.standard_normal((runs, h.size)) * np.sqrt(model.start / h)
+    out = np.empty((runs, lrs.size + 1))
+    out[:, 0] = 0.5 * (theta ** 2) @ h
+    for t, eps in enumerate(lrs, 1):
+        g = h * theta + sd * rng.standard_normal(theta.shape)
+        theta = theta - eps * g
+        out[:, t] = 0.5 * (theta ** 2) @ h
+    return out
+
+
+#: section 13.5: the peaks ε of the exact comparison (the largest just below 2 / h_max = 2)
+NQM_PEAKS = (0.1, 0.25, 0.5, 1.0, 1.5, 1.9)
+#: … and its schedules (one-cycle is left out: its best two peaks, 1 and 1.5, nearly tie)
+NQM_KINDS = ("constant", "linear", "exponential")
+
+
+def nqm_comparison(kinds=NQM_KINDS, peaks=NQM_PEAKS, total_steps: int = 300,
+                   model: NoisyQuadratic = NQM) -> dict[str, np.ndarray]:
+    """kind → E[J(θ_T)] after ``total_steps`` updates of each schedule of :func:`make_schedule`
+    (final fraction 0.01) at each peak ε of ``peaks``: section 13.2's comparison, exactly."""
+    _check("peaks", peaks, len(peaks) >= 1 and all(_is_real(p) and p > 0 for p in peaks),
+           "peaks > 0")
+    out = {}
+    for kind in kinds:
+        shape = schedule_values(make_schedule(kind, total_steps), total_steps)
+        out[kind] = np.array([nqm_expected_loss(p * shape, model)[-1] for p in peaks])
+    return out
+
+
+class NQMRun(NamedTuple):
+    """What :func:`plot_noisy_quadratic` draws: ε_1 … ε_T of the schedule, E[J(θ_t)]
+    (t = 0 … T) under it and under the constant ε, the floor nqm_floor(ε_t), t = 1 … T, and
+    the constant ε's floor."""
+    lrs: np.ndarray
+    loss: np.ndarray
+    constant_loss: np.ndarray
+    floor: np.ndarray
+    floor_constant: float
+
+
+def noisy_quadratic_run(kind: str = "linear", peak: float = 1.0, final_fraction: float = 0.01,
+                        warmup_steps: int = 0, noise: float = NQM.noise,
+                        total_steps: int = 300) -> NQMRun:
+    """The schedule ``kind`` of :func:`make_schedule` with peak ε = ``peak`` against the
+    constant ε = ``peak`` on the noisy quadratic :data:`NQM` (with gradient-noise scale
+    ``noise``), exactly in expectation.  ``warmup_steps=0`` gives one_cycle its default rise."""
+    _check("kind", kind, kind in KINDS and kind != "plateau",
+           "a kind of make_schedule other than 'plateau' (it follows the data, not a formula)")
+    _check("peak", peak, _is_real(peak) and peak > 0, "a number > 0")
+    _check("noise", noise, _is_real(noise) and noise >= 0, "a number >= 0")
+    if kind == "one_cycle" and warmup_steps == 0:
+        warmup_steps = None
+    model = NQM._replace(noise=float(noise))
+    lrs = peak * schedule_values(make_schedule(kind, total_steps, final_fraction=final_fraction,
+                                               warmup_steps=warmup_steps), total_steps)
+    return NQMRun(lrs, nqm_expected_loss(lrs, model),
+                  nqm_expected_loss(np.full(total_steps, float(peak)), model),
+                  nqm_floor(lrs, model), float(nqm_floor(peak, model)))
+
+
+def plot_noisy_quadratic(kind: str = "linear", peak: float = 1.0, final_fraction: float = 0.01,
+                         warmup_steps: int = 0, noise: float = NQM.noise,
+                         total_steps: int = 300, axes=None) -> NQMRun:
+    """Draw :func:`noisy_quadratic_run`: left ε_t of the schedule and of the constant ε; right
+    E[J(θ_t)] of both (log scale) and the noise floor at the schedule's current ε_t.  The
+    drawing function of the chapter's widget: every argument but ``axes`` (two Axes) can be a
+    control of :func:`course_lib.widgets.interactive_plot`.  Returns the run."""
+    import matplotlib.pyplot as plt
+
+    run = noisy_quadratic_run(kind, peak, final_fraction, warmup_steps, noise, total_steps)
+    if axes is None:
+        _, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+    t = np.arange(1, total_steps + 1)
+    a, b = axes
+    a.plot(t, run.lrs, color="tab:blue", label=kind)
+    a.axhline(peak, color="gray", label=f"constant ε = {peak:.3g}")
+    a.axhline(2 / NQM.curvatures.max(), color="tab:red", ls=":", label="2 / h_max: unstable above")
+    a.set_xlabel("update t")
+    a.set_ylabel("learning rate ε_t")
+    a.set_ylim(0, 2.1 / NQM.curvatures.max())
+    a.legend(fontsize="small", loc="upper right")
+    b.plot(np.arange(total_steps + 1), run.loss, color="tab:blue", label=kind)
+    b.plot(np.arange(total_steps + 1), run.constant_loss, color="gray", label="constant ε")
+    b.plot(t, run.floor, color="tab:blue", ls="--", lw=1, label="noise floor at the current ε_t")
+    b.axhline(run.floor_constant, color="gray", ls=":", lw=1, label="noise floor of the constant ε")
+    b.set_yscale("log")
+    b.set_ylim(max(1e-4, min(run.loss.min(), run.floor.min()) / 2), 1.0)
+    b.set_xlabel("update t")
+    b.set_ylabel("expected loss E[J(θ_t)] (log scale)")
+    b.legend(fontsize="small", loc="lower left")
+    end, const = run.loss[-1], run.constant_loss[-1]
+    b.figure.suptitle(f"{kind}: E[J] after {total_steps} updates {end:.3g}, constant ε "
+                      f"{const:.3g} ({'lower' if end < const else 'higher'} by a factor "
+                      f"{max(end, const) / min(end, const):.2g})")
+    b.figure.tight_layout()
+    return run
 
 
 # ---------------------------------------------------------------------------------------------
@@ -691,3 +876,103 @@ def early_sharpness(config: ScalingConfig = SCALING, epochs: int = 1,
               batch_size=cfg.batch_size, scheduler=factory(optimizer), seed=cfg.seed, device="cpu")
         lams.append(_top_eigenvalue(model, data, config.seed, iters))
     return Sharpness(*lams, momentum=config.momentum, epochs=epochs)
+
+
+# ---------------------------------------------------------------------------------------------
+# The chapter's figures
+
+def plot_shapes(values: dict, axes=None):
+    """Section 13.1: ε_t / ε of each schedule (name → values, six of them) in a 2 × 3 grid, its
+    area shaded and its mean in the panel's title.  Returns the figure."""
+    import matplotlib.pyplot as plt
+
+    if axes is None:
+        _, axes = plt.subplots(2, 3, figsize=(11, 5.5), sharex=True, sharey=True)
+    fig = axes.flat[0].figure
+    for ax, (name, v) in zip(axes.flat, values.items()):
+        t = np.arange(1, len(v) + 1)
+        ax.plot(t, v)
+        ax.fill_between(t, v, alpha=0.15)
+        ax.set_title(f"{name}\nmean ε_t/ε = {v.mean():.2f}", fontsize=10)
+    for ax in axes[1]:
+        ax.set_xlabel("update t")
+    for ax in axes[:, 0]:
+        ax.set_ylabel("ε_t / ε")
+    exp = next(v for name, v in values.items() if name.startswith("exponential"))
+    fig.suptitle(f"Same peak, same budget: the exponential decay spends {exp.mean():.2f}"
+                 " of it, linear and cosine about half")
+    fig.tight_layout()
+    return fig
+
+
+def plot_tuning(tuned: dict, ax=None):
+    """Section 13.2: each schedule's final training loss against its peak ε (kind → Tuning):
+    the median over the seeds as a line, each seed as a dot.  Returns the Axes."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7.5, 4.2))
+    for kind, t in tuned.items():
+        line, = ax.plot(t.peaks, t.median, "o-", label=f"{kind} (best ε = {t.best_peak:g})")
+        for peak, losses in zip(t.peaks, t.train_loss):
+            ax.plot([peak] * len(losses), losses, ".", color=line.get_color(), alpha=0.4)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("peak learning rate ε (log scale)")
+    ax.set_ylabel("final training loss (log scale)")
+    ax.set_title("Each schedule at its best peak: ending small late wins,\n"
+                 "decaying early loses even with a larger peak (lines: medians, dots: seeds)")
+    ax.legend(fontsize="small")
+    return ax
+
+
+def plot_plateau(val, lr_epoch, drops, seed: int, ax=None):
+    """Section 13.3: the validation loss per epoch and, on a second axis, the ε of each epoch
+    under ReduceLROnPlateau, with a dotted line before each epoch that starts after a cut
+    (``drops``: those epochs, counted from 1).  Returns the first Axes."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7, 4))
+    epochs = np.arange(1, len(val) + 1)
+    ax.plot(epochs, val, "o-", color="tab:blue", label="validation loss")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("validation loss", color="tab:blue")
+    ax2 = ax.twinx()
+    ax2.step(epochs, lr_epoch, where="mid", color="tab:red", label="ε during the epoch")
+    ax2.set_yscale("log")
+    ax2.set_ylabel("learning rate ε (log scale)", color="tab:red")
+    for d in drops:
+        ax.axvline(d - 0.5, color="gray", ls=":")
+    ax.set_title(f"Seed {seed}: one rise of the validation loss cut ε tenfold,\n"
+                 "and the loss fell at once")
+    ax.figure.legend(loc="center right", bbox_to_anchor=(0.88, 0.6))
+    return ax
+
+
+def plot_warmup_start(runs, limit: float, steps: int = 35, axes=None):
+    """Section 13.4: ε_t, the minibatch loss and the gradient norm over the first ``steps``
+    updates of each ScheduleRun in ``runs``, with the stability limit ``limit`` at θ₀.
+    Returns the figure."""
+    import matplotlib.pyplot as plt
+
+    if axes is None:
+        _, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+    fig = axes[0].figure
+    t = np.arange(1, steps + 1)
+    for run in runs:
+        s = run.history.steps
+        axes[0].plot(t, s["lr"][:steps], label=run.label)
+        axes[1].plot(t, s["loss"][:steps], label=run.label)
+        axes[2].plot(t, s["grad_norm"][:steps], label=run.label)
+    axes[0].axhline(limit, color="gray", ls=":", label="stability limit at θ₀")
+    axes[0].set_ylabel("learning rate ε_t")
+    axes[1].set_ylabel("minibatch loss")
+    axes[2].set_ylabel("gradient norm ‖g‖ (log scale)")
+    axes[2].set_yscale("log")
+    for ax in axes:
+        ax.set_xlabel("update t")
+    axes[0].legend(fontsize="small")
+    fig.suptitle("Without warm-up the first large step overshoots, and the gradient collapses")
+    fig.tight_layout()
+    return fig

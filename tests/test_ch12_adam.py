@@ -124,22 +124,22 @@ def test_first_steps_have_length_epsilon_whatever_the_scale():
 def test_moment_traces_and_the_chapter_numbers():
     g = af.noisy_gradients(af.BIAS_STEPS, mean=1.0, std=2.0, seed=0)
     tr = af.moment_traces(g, betas=(0.9, 0.999))
-    assert tr["m_hat"][0] == pytest.approx(g[0], rel=1e-12)  # corrected: unbiased at t = 1
-    assert tr["v_hat"][0] == pytest.approx(g[0] ** 2, rel=1e-12)
-    np.testing.assert_allclose(tr["v"] / tr["v_hat"], 1 - 0.999 ** tr["t"], rtol=1e-12)
+    assert tr["s_hat"][0] == pytest.approx(g[0], rel=1e-12)  # corrected: unbiased at t = 1
+    assert tr["r_hat"][0] == pytest.approx(g[0] ** 2, rel=1e-12)
+    np.testing.assert_allclose(tr["r"] / tr["r_hat"], 1 - 0.999 ** tr["t"], rtol=1e-12)
     # a reference recursion
-    m = v = 0.0
+    s = r = 0.0
     for g_t in g:
-        m, v = 0.9 * m + 0.1 * g_t, 0.999 * v + 0.001 * g_t**2
-    assert tr["m"][-1] == pytest.approx(m, rel=1e-12) and tr["v"][-1] == pytest.approx(v, rel=1e-12)
+        s, r = 0.9 * s + 0.1 * g_t, 0.999 * r + 0.001 * g_t**2
+    assert tr["s"][-1] == pytest.approx(s, rel=1e-12) and tr["r"][-1] == pytest.approx(r, rel=1e-12)
     running = np.cumsum(g**2) / tr["t"]
     printed = {10: (0.0457, 4.59, 4.59, 0.00996), 50: (0.225, 4.61, 4.6, 0.0488),
                200: (0.877, 4.84, 4.84, 0.181)}
-    for t, (v_t, v_hat, run, ratio) in printed.items():
-        assert tr["v"][t - 1] == pytest.approx(v_t, rel=2e-3)
-        assert tr["v_hat"][t - 1] == pytest.approx(v_hat, rel=2e-3)
+    for t, (r_t, r_hat, run, ratio) in printed.items():
+        assert tr["r"][t - 1] == pytest.approx(r_t, rel=2e-3)
+        assert tr["r_hat"][t - 1] == pytest.approx(r_hat, rel=2e-3)
         assert running[t - 1] == pytest.approx(run, rel=3e-3)
-        assert tr["v"][t - 1] / tr["v_hat"][t - 1] == pytest.approx(ratio, rel=2e-3)
+        assert tr["r"][t - 1] / tr["r_hat"][t - 1] == pytest.approx(ratio, rel=2e-3)
     with pytest.raises(ValueError, match="Invalid gradients"):
         af.moment_traces([])
     with pytest.raises(ValueError, match="Invalid std"):
