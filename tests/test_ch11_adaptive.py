@@ -12,7 +12,6 @@ import pytest
 import torch
 
 import course_lib.adaptive as ad
-from stored import stored_numbers, stored_text
 from course_lib.adaptive import (NoisyQuadratic, SparseRegression, centered_vs_plain,
                                  effective_lr, explorer_run, log_log_slope,
                                  preconditioned_condition_number, race, rate_explorer,
@@ -488,36 +487,21 @@ def test_network_run_continues_as_one_run():
         ad.network_run("RMSProp", 0.02, 5, 3, splits=splits, run=part, settings=S)
 
 
-# ------------------------------------------------------------------ the network, as the notebook printed it
-# network_experiment costs ~15 s of CPU: nbval re-runs the notebook and compares its output, so the
-# claims are asserted on the stored text (tests/stored.py).  Spread: ATEN_CPU_CAPABILITY=default,
-# avx2 and native print the same text (float64 training, 2 significant digits).
-def _network_text():
-    return stored_text("11_adaptive", "ad.network_experiment()")
-
-
-def test_section7_tuned_eps_inside_the_grids():
-    text = _network_text()
-    assert "AdaGrad: median training loss after 20 epochs for eps = 0.1, 0.3, 1, 3: 0.57, 0.43, " \
-           "0.36, 0.52 -> tuned eps = 1 (inside the grid: True)" in text
-    assert "RMSProp: median training loss after 20 epochs for eps = 0.003, 0.01, 0.03: 0.82, " \
-           "0.49, 0.63 -> tuned eps = 0.01 (inside the grid: True)" in text
-
-
-def test_section7_adagrad_does_not_stall():
-    text = _network_text()
-    ada, rms = text.split("RMSProp: median")
-    a_exp = stored_numbers(ada, "exponent a of eps_t,i ~ t^a:")  # "4-20" reads as 4, -20
-    assert a_exp[:2] == [-0.02, -0.01] and a_exp[4:6] == [-0.03, -0.01]  # "nowhere near -1/2"
-    assert stored_numbers(ada, "median eps_t,i (layer 1, layer 2) after epoch 1:") == [
-        2.4, 0.8, 20, 2.2, 0.78, 100, 2.1, 0.77]
-    a_loss = stored_numbers(ada, "training loss after epochs 1, 20, 60, 100:")
-    r_loss = stored_numbers(rms, "training loss after epochs 1, 20, 60, 100:")
-    assert a_loss[:4] == [6.1, 0.36, 0.071, 0.028] and r_loss[:4] == [1.6, 0.49, 0.15, 0.016]
-    assert a_loss[8] == -0.68 and a_loss[11] == -1.64      # b steepens: no stall
-    assert a_loss[1] < r_loss[1] and a_loss[2] < r_loss[2]  # AdaGrad ahead at 20 and 60 epochs
-    assert max(r_loss[5:8]) < min(a_loss[5:8])             # RMSProp ahead at 100, every seed
-    r_exp = stored_numbers(rms, "exponent a of eps_t,i ~ t^a:")
-    assert r_exp[:2] == [-0.31, -0.07] and r_exp[5] == 0.30  # RMSProp's rates fall, then rise
-    grid = stored_numbers(text, "AdaGrad's exponent (layer 1, layer 2) for eps =")
-    assert grid[:3] == [0.1, -0.52, -0.43]                     # t^(-1/2) at a small ε
+# ------------------------------------------------------------------ the network
+# The trainings are chaotic: under ATEN_CPU_CAPABILITY=default the RMSProp grid's near-tie (ε = 0.01
+# against 0.03, 0.494 against 0.489 at 20 epochs) goes the other way and the long runs' losses move
+# in their second digit, so the notebook's cell is not compared by nbval and this test asserts only
+# what held under native, default and avx2 kernels (measured margins in the comments).  It runs the
+# experiment once (~15 s of CPU).
+def test_section7_network_adagrad_does_not_stall():
+    N = ad.network_experiment()
+    assert N["best"]["AdaGrad"] == 1.0 and N["interior"]["AdaGrad"]
+    assert N["best"]["RMSProp"] in (0.01, 0.03)                       # the near-tie
+    assert np.all(np.abs(N["slope"]["AdaGrad"]) < 0.05)                # -0.02, -0.005 (both kernels)
+    assert np.all(np.abs(N["late_slope"]["AdaGrad"]) < 0.05)           # -0.03, -0.006
+    np.testing.assert_allclose(N["grid_slope"]["AdaGrad"][0], -0.5, atol=0.1)  # -0.52, -0.43
+    for method in ("AdaGrad",):                                         # no stall: b steepens
+        assert N["late_loss_slope"][method] < N["loss_slope"][method] - 0.3  # -0.7 -> -1.5..-1.6
+    loss = {m: dict(zip(N["epochs"].tolist(), N["loss"][m])) for m in N["grid"]}
+    assert loss["AdaGrad"][20] < loss["RMSProp"][20]                  # 0.36 vs 0.49
+    assert loss["RMSProp"][100] < loss["AdaGrad"][100]                # 0.016 (0.002) vs 0.028 (0.034)
