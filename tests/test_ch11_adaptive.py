@@ -223,10 +223,15 @@ def test_unit_ratio_of_adadelta_with_delta_matches_the_formula():
 # ------------------------------------------------------------------ the widget
 def test_rate_explorer_redraws_and_has_a_fixed_repr():
     w = rate_explorer(steps=20)
-    assert repr(w) == "InteractivePlot(controls: optimizer, lr, rho)"
+    assert repr(w) == "InteractivePlot(controls: optimizer, lr, rho, angle)"
     assert w.result.rates.shape == (20, 2) and w.image.value[:4] == b"\x89PNG"
     w.controls["optimizer"].value = "AdaDelta"
     assert w.calls == 2 and w.result.name == "AdaDelta"
+    w.controls["optimizer"].value = "AdaGrad"
+    w.controls["angle"].value = 45.0  # the rotated bowl: both coordinates get about the same rate
+    assert w.calls == 4
+    J45 = Quadratic(**{**ad.SCALED["quadratic"], "angle": math.pi / 4})
+    assert preconditioned_condition_number(J45.H, w.result.rates[-1]) > 90
     J = Quadratic(**ad.SCALED["quadratic"])
     run = explorer_run("RMSProp (centered)", 0.05, 0.8, J, 10)
     ref = run_with_rates(J, RMSprop, 10, lr=0.05, alpha=0.8, centered=True)
@@ -319,14 +324,16 @@ def test_section4_centered_rmsprop():
     C = centered_vs_plain(**ad.CENTERED, seed=ad.SEED)
     big = C["snr"] >= 0.5
     for kind in ("plain", "centered"):
-        np.testing.assert_allclose(C[kind][big], C[f"{kind}_theory"][big], rtol=0.04)  # "4 %"
-        assert np.all(np.abs(C[kind] - C[f"{kind}_theory"])[~big] < 6e-4)  # "up to 6e-4"
-    np.testing.assert_allclose(C["centered"], (0.000321, 0.00194, 0.0051, 0.0103, 0.0198, 0.0394),
+        np.testing.assert_allclose(C[kind][big], C[f"{kind}_theory"][big], rtol=0.02)  # "2 %"
+        assert np.all(np.abs(C[kind] - C[f"{kind}_theory"])[~big] < 2e-4)  # "below 2e-4"
+    np.testing.assert_allclose(C["centered"][1:], (0.00261, 0.00509, 0.0101, 0.0201, 0.0397),
                                rtol=0.01)
     np.testing.assert_allclose(C["centered_rate"], 0.01, rtol=0.03)
-    assert C["plain_rate"][-1] == pytest.approx(0.00243, rel=0.01)
-    assert C["plain"][0] / ad.CENTERED["lr"] == pytest.approx(0.032, abs=0.002)  # "about 3 %"
+    assert C["plain_rate"][-1] == pytest.approx(0.00242, rel=0.01)
+    assert abs(C["plain"][0]) < 0.01 * ad.CENTERED["lr"]  # μ = 0: noise, under 1 % of ε
     assert np.all(C["plain"] < ad.CENTERED["lr"])          # saturates below ε
+    one = centered_vs_plain(**{**ad.CENTERED, "replicates": 1}, seed=2)  # a single copy: up to 5 %
+    assert np.max(np.abs(one["plain"][big] / one["plain_theory"][big] - 1)) > 0.04
 
 
 def test_section4_centered_without_noise():
@@ -373,15 +380,128 @@ def test_section6_sparse_features():
     res = sparse_experiment(sparse, P["optimizers"], P["steps"], P["rare"], seed=ad.SEED)
     rare = {k: steps_to_reach(e, P["tol"]) for k, e in res["rare_error"].items()}
     freq = {k: steps_to_reach(e, P["tol"]) for k, e in res["frequent_error"].items()}
-    assert rare["SGD"] == pytest.approx(396, abs=8) and rare["AdaGrad"] == pytest.approx(97, abs=3)
-    assert rare["SGD"] / rare["AdaGrad"] == pytest.approx(4.08, abs=0.15)
-    assert freq == {"SGD": 13, "AdaGrad": 7}
+    assert rare["SGD"] == pytest.approx(396, abs=8) and rare["AdaGrad"] == pytest.approx(25, abs=2)
+    assert freq == {"SGD": 13, "AdaGrad": 1}
     assert res["rare_error"]["SGD"][100] == pytest.approx(0.53, abs=0.01)
-    assert res["rare_error"]["AdaGrad"][100] == pytest.approx(0.096, abs=0.002)
-    assert res["rate_ratio"]["AdaGrad"] == pytest.approx(18.0, abs=0.3)
-    assert res["recent_rate_ratio"]["AdaGrad"] == pytest.approx(7.67, abs=0.1)
+    assert res["rare_error"]["AdaGrad"][100] == pytest.approx(0.097, abs=0.002)
+    assert res["rate_ratio"]["AdaGrad"] == pytest.approx(16.0, abs=0.3)     # "about 16 times"
+    assert res["recent_rate_ratio"]["AdaGrad"] == pytest.approx(8.14, abs=0.1)  # "close to" √50
     assert res["rate_ratio"]["SGD"] == 1.0
     with pytest.raises(ValueError, match="Invalid rare"):
         sparse_experiment(sparse, P["optimizers"], 5, list(range(20)))
     with pytest.raises(ValueError, match="Invalid rare"):
         sparse_experiment(sparse, P["optimizers"], 5, [25])
+
+
+# ------------------------------------------------------------------ skeptic's checks (cheap)
+def test_tune_lr_picks_the_median_best_and_flags_the_edge():
+    J = Quadratic(condition_number=10.0)
+    out = ad.tune_lr(J, {"SGD": (SGD, {}, (0.01, 0.1, 0.19, 0.25))}, 30, lambda r: r.losses[-1])
+    assert out["SGD"]["best"] == 0.1 and out["SGD"]["interior"]   # 0.19 oscillates, 0.25 diverges
+    assert np.isinf(out["SGD"]["scores"][-1]) or out["SGD"]["scores"][-1] > 1
+    edge = ad.tune_lr(J, {"SGD": (SGD, {}, (0.01, 0.03))}, 30, lambda r: r.losses[-1])
+    assert edge["SGD"]["best"] == 0.03 and not edge["SGD"]["interior"]
+
+
+def test_section2_rotated_bowl_sgd_beats_tuned_adaptive_methods():
+    tuned = ad.tuned_rotated()
+    assert all(r["interior"] for r in tuned.values())
+    assert {k: r["best"] for k, r in tuned.items()} == {"SGD": 0.019, "AdaGrad": 2.0, "RMSProp": 0.2}
+    best = {k: r["scores"].min() for k, r in tuned.items()}
+    assert best["SGD"] < min(best["AdaGrad"], best["RMSProp"])      # "still end above SGD"
+    np.testing.assert_allclose([best["SGD"], best["AdaGrad"], best["RMSProp"]],
+                               [0.00135, 0.00427, 0.00192], rtol=5e-3)  # deterministic, float64
+
+
+def test_switch_replicates_are_independent_copies():
+    S = {**ad.SWITCH, "steps": (300, 300)}
+    rep = ad.switch_replicates((300, 300), 4, settings=S)
+    assert rep["AdaGrad"]["recovery"].shape == (4,) and rep["RMSProp"]["floor"].shape == (4,)
+    np.testing.assert_allclose(rep["ratio"], rep["AdaGrad"]["recovery"] / rep["RMSProp"]["recovery"])
+    # one replicate is the 2-parameter problem itself: its floor is that of a 2-D run's J
+    one = ad.switch_replicates((300, 300), 1, settings=S)
+    run = run_phases([(NoisyQuadratic(**S["before"]), 300), (NoisyQuadratic(**S["after"]), 300)],
+                     Adagrad, **S["optimizers"]["AdaGrad"][1])
+    assert one["AdaGrad"]["floor"][0] == pytest.approx(run.losses[225:301].mean(), rel=1e-12)
+
+
+def test_section5_units_with_other_noise_seeds():
+    """The prose's ranges: AdaDelta's exponent between 0.9 and 1, and a fresh-state ratio that
+    falls to about 0.25 for a small gradient (seed 1)."""
+    U, noisy = ad.UNITS, NoisyQuadratic(**ad.SWITCH["before"])
+    cs = np.array(U["cs"])
+    opt, hyper = U["optimizers"]["AdaDelta"]
+    fresh_min = {}
+    for seed in (1, 2, 3):
+        warm = run_with_rates(noisy, opt, U["steps"], seed=seed, **hyper)
+        g = torch.from_numpy(warm.grads[-1])
+        r = np.array([unit_step_ratio(opt, warm.state, g, c, **hyper) for c in cs])
+        assert 0.9 < unit_exponents(cs[cs >= 1], {"a": r[cs >= 1]})["a"] < 1.0  # 0.906 … 0.972
+        fresh_min[seed] = min(unit_step_ratio(opt, {}, g, c, **hyper) for c in cs)
+    assert fresh_min[1] == pytest.approx(0.245, abs=0.01)
+
+
+def test_section6_tuned_sparse():
+    tuned = ad.tuned_sparse()
+    assert all(r["interior"] for r in tuned.values())
+    assert {k: r["best"] for k, r in tuned.items()} == {"SGD": 0.6, "AdaGrad": 1.0}
+    np.testing.assert_array_equal(tuned["SGD"]["scores"], [456, 391, 500])
+    np.testing.assert_array_equal(tuned["AdaGrad"]["scores"], [97, 36, 124])
+    assert tuned["SGD"]["scores"][1] / tuned["AdaGrad"]["scores"][1] == pytest.approx(11, abs=0.5)
+
+
+# ------------------------------------------------------------------ the network (cheap parts)
+def _tiny_splits(n=256):
+    gen = torch.Generator().manual_seed(0)
+    X = torch.randn(n, 40, generator=gen, dtype=torch.float64)
+    return {"train": (X, torch.randint(0, 10, (n,), generator=gen))}
+
+
+def test_layer_rates_read_every_parameter():
+    net = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.ReLU(), torch.nn.Linear(4, 2)).double()
+    layers = ad.layer_parameters(net)
+    assert list(layers) == ["layer 1", "layer 2"] and [len(v) for v in layers.values()] == [2, 2]
+    opt = Adagrad(net.parameters(), lr=0.1)
+    net(torch.randn(5, 3, dtype=torch.float64)).sum().backward()
+    opt.step()
+    q = ad.layer_rate_quantiles(opt, net)
+    eff = torch.cat([effective_lr(opt, p).reshape(-1) for p in layers["layer 1"]]).numpy()
+    assert q.shape == (2, 3)
+    np.testing.assert_allclose(q[0], np.quantile(eff, ad.QUANTILES))
+
+
+def test_network_run_continues_as_one_run():
+    S = {**ad.NETWORK, "record": (1, 2, 3)}
+    splits = _tiny_splits()
+    whole = ad.network_run("RMSProp", 0.01, 5, 3, splits=splits, settings=S)
+    part = ad.network_run("RMSProp", 0.01, 5, 1, splits=splits, settings=S)
+    part = ad.network_run("RMSProp", 0.01, 5, 3, splits=splits, run=part, settings=S)
+    np.testing.assert_array_equal(whole.loss, part.loss)
+    np.testing.assert_array_equal(whole.rates, part.rates)
+    assert whole.steps.tolist() == [2, 4, 6] and whole.rates.shape == (3, 2, 3)
+    with pytest.raises(ValueError, match="Invalid epochs"):
+        ad.network_run("AdaGrad", 0.1, 0, 5, splits=splits, settings=S)
+    with pytest.raises(ValueError, match="Invalid method"):
+        ad.network_run("Adam", 0.1, 0, 1, splits=splits, settings=S)
+    with pytest.raises(ValueError, match="Invalid run"):
+        ad.network_run("RMSProp", 0.02, 5, 3, splits=splits, run=part, settings=S)
+
+
+# ------------------------------------------------------------------ the network
+# The trainings are chaotic: under ATEN_CPU_CAPABILITY=default the RMSProp grid's near-tie (ε = 0.01
+# against 0.03, 0.494 against 0.489 at 20 epochs) goes the other way and the long runs' losses move
+# in their second digit, so the notebook's cell is not compared by nbval and this test asserts only
+# what held under native, default and avx2 kernels (measured margins in the comments).  It runs the
+# experiment once (~15 s of CPU).
+def test_section7_network_adagrad_does_not_stall():
+    N = ad.network_experiment()
+    assert N["best"]["AdaGrad"] == 1.0 and N["interior"]["AdaGrad"]
+    assert N["best"]["RMSProp"] in (0.01, 0.03)                       # the near-tie
+    assert np.all(np.abs(N["slope"]["AdaGrad"]) < 0.05)                # -0.02, -0.005 (both kernels)
+    assert np.all(np.abs(N["late_slope"]["AdaGrad"]) < 0.05)           # -0.03, -0.006
+    np.testing.assert_allclose(N["grid_slope"]["AdaGrad"][0], -0.5, atol=0.1)  # -0.52, -0.43
+    for method in ("AdaGrad",):                                         # no stall: b steepens
+        assert N["late_loss_slope"][method] < N["loss_slope"][method] - 0.3  # -0.7 -> -1.5..-1.6
+    loss = {m: dict(zip(N["epochs"].tolist(), N["loss"][m])) for m in N["grid"]}
+    assert loss["AdaGrad"][20] < loss["RMSProp"][20]                  # 0.36 vs 0.49
+    assert loss["RMSProp"][100] < loss["AdaGrad"][100]                # 0.016 (0.002) vs 0.028 (0.034)
