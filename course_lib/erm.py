@@ -292,8 +292,8 @@ def linear_scores(theta: torch.Tensor, X: torch.Tensor) -> torch.Tensor:
 
 
 def margins(scores: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """The margin μ = (2y - 1)s for labels y ∈ {0, 1}: positive iff ŷ = [s > 0] is right
-    (μ = 0, a point on the boundary, counts as an error for y = 1 only)."""
+    """The margin ỹs with ỹ = 2y - 1 ∈ {-1, +1} for labels y ∈ {0, 1}: positive iff ŷ = [s > 0]
+    is right (ỹs = 0, a point on the boundary, counts as an error for y = 1 only)."""
     y = torch.as_tensor(y).reshape(-1).to(scores.dtype)
     _check("y", tuple(y.shape), y.shape[-1] == scores.shape[-1],
            f"one label per score ({scores.shape[-1]})")
@@ -315,12 +315,12 @@ def zero_one_loss(scores: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 
 def logistic_loss(margin: torch.Tensor) -> torch.Tensor:
-    """The negative log-likelihood of the logistic model, -log σ(μ) = log(1 + e^{-μ}), of the
-    margins μ, averaged over the last dimension.  Equal to ``BCEWithLogitsLoss`` of the scores
+    """The negative log-likelihood of the logistic model, -log σ(ỹs) = log(1 + e^{-ỹs}), of the
+    margins ỹs, averaged over the last dimension.  Equal to ``BCEWithLogitsLoss`` of the scores
     for labels y ∈ {0, 1}.
 
-    Computed by torch's softplus(-μ), which never exponentiates a large positive number (above
-    a threshold it returns its argument), so μ = -1000 gives 1000, not inf.
+    Computed by torch's softplus(-ỹs), which never exponentiates a large positive number (above
+    a threshold it returns its argument), so a margin of -1000 gives 1000, not inf.
     """
     return torch.nn.functional.softplus(-margin).mean(-1)
 
@@ -407,7 +407,7 @@ def separable_task() -> GaussianClassificationTask:
 
     The classes overlap only in the far tails (Bayes error ≈ 2e-5), so 100 points are almost
     always linearly separable, and the mean difference (the direction the first gradient steps
-    take) is far from the best direction Σ⁻¹(μ₁ - μ₀): the training error reaches 0 with a
+    take) is far from the best direction Σ⁻¹(x̄₁ - x̄₀) (x̄_y: the class means): the training error reaches 0 with a
     poor boundary, and gradient descent on the NLL then keeps improving it.
     """
     return GaussianClassificationTask([-1.0, 0.0], [1.0, 0.0], [[1.0, 0.97], [0.97, 1.0]])

@@ -126,8 +126,8 @@ def per_example_gradients(model: nn.Module, loss_fn, X: torch.Tensor, y: torch.T
     sit in ``nn.Linear`` layers (an MLP).  One forward and one backward pass for the whole
     batch, with the trick of Goodfellow (2015, arXiv:1510.01799, *Efficient per-example gradient
     computations*): a Linear layer z = W a + b gets, from example i, the gradient
-    ∂L_i/∂W = δ_i a_iᵀ and ∂L_i/∂b = δ_i, with δ_i = ∂L_i/∂z_i.  Since loss_fn averages over the
-    batch, δ_i = N ∂J/∂z_i.
+    ∂L_i/∂W = e_i a_iᵀ and ∂L_i/∂b = e_i, with e_i = ∂L_i/∂z_i (the backpropagated error).  Since loss_fn averages over the
+    batch, e_i = N ∂J/∂z_i.
     """
     _check("X", f"{len(X)} rows for {len(y)} targets", len(X) == len(y), "as many rows as y")
     linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
@@ -150,8 +150,8 @@ def per_example_gradients(model: nn.Module, loss_fn, X: torch.Tensor, y: torch.T
     deltas = torch.autograd.grad(loss, [seen[m][1] for m in used])  # ∂J/∂z, (N, out) each
     per_param = {}
     for m, d in zip(used, deltas):
-        a, d = seen[m][0], d * len(X)  # δ_i = N ∂J/∂z_i
-        per_param[id(m.weight)] = (d[:, :, None] * a[:, None, :]).reshape(len(X), -1)  # δ_i a_iᵀ
+        a, d = seen[m][0], d * len(X)  # e_i = N ∂J/∂z_i
+        per_param[id(m.weight)] = (d[:, :, None] * a[:, None, :]).reshape(len(X), -1)  # e_i a_iᵀ
         if m.bias is not None:
             per_param[id(m.bias)] = d
     return torch.cat([per_param[id(p)] if id(p) in per_param else p.new_zeros(len(X), p.numel())
@@ -606,7 +606,7 @@ def ordering_experiment(epochs: int = 5, batch_size: int = 64, lr: float = 0.1,
 # Single-pass SGD follows the gradient of the generalization error
 
 def gaussian_task(dim: int = 20, separation: float = 2.0) -> GaussianClassificationTask:
-    """Two equally likely Gaussian classes N(∓μ, I) in ``dim`` dimensions, ‖2μ‖ = separation.
+    """Two equally likely Gaussian classes N(∓x̄, I) in ``dim`` dimensions, ‖2x̄‖ = separation.
 
     The true risk of any linear classifier is known in closed form (see
     :class:`course_lib.data.GaussianClassificationTask`); logistic regression contains the

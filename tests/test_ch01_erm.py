@@ -279,7 +279,7 @@ def test_ch01_degree_12_recovers_with_more_points(task):
 
 
 def test_ch01_classification_task_bayes_error(clf_task):
-    # equal priors, shared Σ: error = Φ(-Δ/2), Δ² = (μ₁ - μ₀)ᵀ Σ⁻¹ (μ₁ - μ₀) = 4 / (1 - 0.97²)
+    # equal priors, shared Σ: error = Φ(-Δ/2), Δ² = (x̄₁ - x̄₀)ᵀ Σ⁻¹ (x̄₁ - x̄₀), x̄_y the class means, = 4 / (1 - 0.97²)
     delta = math.sqrt(4 / (1 - 0.97 ** 2))
     expected = 0.5 * math.erfc(delta / 2 / math.sqrt(2))
     assert clf_task.bayes_error() == pytest.approx(expected, rel=1e-9)
