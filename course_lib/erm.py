@@ -57,7 +57,7 @@ __all__ = [
     "train_logistic_regression", "separation_study", "plot_linear_classifiers",
     # 4. early stopping
     "full_gradient_norm", "EarlyStoppingResult", "early_stopping_experiment",
-    "stopping_epochs", "early_stopping_study", "plot_early_stopping",
+    "stopping_epochs", "early_stopping_study", "heldout_error_after", "plot_early_stopping",
 ]
 
 # ---------------------------------------------------------------------------------------------
@@ -93,6 +93,8 @@ ES_EPOCHS = 400                 # the run without early stopping (the validation
                                 # levelled off by then in every seed of ES_SEEDS)
 ES_MONITOR = "val_accuracy"     # the chapter stops on the 0-1 error, the loss we care about
 ES_SEEDS = tuple(range(5))      # data sets and initializations of the robustness check
+ES_TEST_N = 1000                # fresh MNIST-1D examples that judge both rules (chose nothing)
+ES_TEST_SEED = 1000             # the test set of seed s is drawn with seed ES_TEST_SEED + s
 
 
 def _check(name: str, value, ok: bool, expected: str):
@@ -628,9 +630,25 @@ def _es_run(n, hidden, lr, epochs, seed, early_stopping):
     return hist, model, split.train, split.test
 
 
+def heldout_error_after(epochs: int, n: int = ES_N, hidden: tuple[int, ...] = ES_HIDDEN,
+                     lr: float = ES_LR, seed: int = SEED, test_n: int = ES_TEST_N) -> float:
+    """The 0-1 error, on `test_n` fresh MNIST-1D examples (drawn with seed ES_TEST_SEED + seed,
+    so they play no part in training or in choosing the epoch), of the model of
+    :func:`early_stopping_experiment` after `epochs` full-batch steps (the run is deterministic,
+    so these are the parameters of that epoch of the full run)."""
+    _check("epochs", epochs, _is_int(epochs) and epochs >= 1, "an int >= 1")
+    model = _es_run(n, hidden, lr, int(epochs), seed, None)[1]
+    test = mnist1d(num_samples=test_n, seed=ES_TEST_SEED + seed, train_split=0.5)
+    X = torch.cat([test.train[0], test.test[0]])
+    y = torch.cat([test.train[1], test.test[1]])
+    with torch.no_grad():
+        return float((model(X).argmax(-1) != y).double().mean())
+
+
 def early_stopping_study(seeds: Sequence[int] = ES_SEEDS, n: int = ES_N,
                          hidden: tuple[int, ...] = ES_HIDDEN, lr: float = ES_LR,
-                         patience: int = ES_PATIENCE, epochs: int = ES_EPOCHS) -> dict:
+                         patience: int = ES_PATIENCE, epochs: int = ES_EPOCHS,
+                         test_n: int = ES_TEST_N) -> dict:
     """Stopping on the validation NLL vs on the validation 0-1 error, one full run per seed.
 
     Each seed draws its own MNIST-1D subset and θ₀ and trains for `epochs` full-batch steps
@@ -639,7 +657,10 @@ def early_stopping_study(seeds: Sequence[int] = ES_SEEDS, n: int = ES_N,
     arrays over seeds: "nll_best" / "err_best" (the epoch each rule returns), "err_at_nll_best",
     "err_at_err_best" (validation 0-1 error there), "err_min" and "err_end" (least and last
     validation error of the full run), "grad_at_err_best" and "grad_end" (‖∇J‖ / ‖∇J(θ₀)‖ at
-    the epoch the error rule returns and after the last step).
+    the epoch the error rule returns and after the last step), and "test_at_nll_best" /
+    "test_at_err_best": the 0-1 error of the two returned models on `test_n` fresh examples
+    (:func:`heldout_error_after`).  The validation error at the error rule's epoch is optimistic,
+    since that rule chose the epoch on it; the test errors are not.
     """
     _check("patience", patience, _is_int(patience) and 1 <= patience < epochs, f"an int in [1, epochs={epochs})")
     rows = []
@@ -652,9 +673,11 @@ def early_stopping_study(seeds: Sequence[int] = ES_SEEDS, n: int = ES_N,
         _, err_best = stopping_epochs(err, patience)
         # g[t] is ‖∇J(θ_t)‖; after epoch e the parameters are θ_e (the last one is not recorded)
         g_err = g[err_best] if err_best < len(g) else math.nan
+        tests = [heldout_error_after(e, n, hidden, lr, seed, test_n) for e in (nll_best, err_best)]
         rows.append(dict(nll_best=nll_best, err_best=err_best, err_at_nll_best=err[nll_best - 1],
                          err_at_err_best=err[err_best - 1], err_min=err.min(), err_end=err[-1],
-                         grad_at_err_best=g_err / g[0], grad_end=g[-1] / g[0]))
+                         grad_at_err_best=g_err / g[0], grad_end=g[-1] / g[0],
+                         test_at_nll_best=tests[0], test_at_err_best=tests[1]))
     return {k: np.array([r[k] for r in rows]) for k in rows[0]} | {"seeds": np.array(seeds)}
 
 
