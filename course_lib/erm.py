@@ -58,6 +58,8 @@ __all__ = [
     # 4. early stopping
     "full_gradient_norm", "EarlyStoppingResult", "early_stopping_experiment",
     "stopping_epochs", "early_stopping_study", "heldout_error_after", "plot_early_stopping",
+    # figures
+    "plot_risk_vs_degree", "plot_risk_vs_n", "plot_zero_one_gradient", "plot_logistic_run",
 ]
 
 # ---------------------------------------------------------------------------------------------
@@ -707,4 +709,113 @@ def plot_early_stopping(es: EarlyStoppingResult, patience: int = ES_PATIENCE):
         ax.axvline(es.stop_epoch, color="tab:red", ls=":", label=f"stopped at epoch {es.stop_epoch}")
         ax.set_xlabel("epoch (= full-batch step)")
         ax.legend(fontsize="small")
+    return fig
+
+
+# ---------------------------------------------------------------------------------------------
+# The chapter's larger figures (the notebook calls these; each returns the Figure)
+
+def plot_risk_vs_degree(task: PolynomialRegressionTask, sweep: RiskSweep):
+    """Training risk and risk against the degree: for the first training set (left) and as
+    medians with 25-75 % bands over all of them (right), with the Bayes risk σ²."""
+    import matplotlib.pyplot as plt
+
+    deg = sweep.values
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True, layout="constrained")
+    axes[0].plot(deg, sweep.train_risk[0], "o-", label="training risk $J$")
+    axes[0].plot(deg, sweep.true_risk[0], "s-", label="risk $J^*$")
+    axes[0].set_title("the training set above")
+    for q, name in ((sweep.train_risk, "training risk $J$"), (sweep.true_risk, "risk $J^*$")):
+        lo, med, hi = np.percentile(q, [25, 50, 75], axis=0)
+        axes[1].plot(deg, med, "o-", label=f"{name}, median")
+        axes[1].fill_between(deg, lo, hi, alpha=0.25)
+    axes[1].set_title(f"{sweep.train_risk.shape[0]} training sets (band: 25–75 %)")
+    for ax in axes:
+        ax.axhline(task.bayes_risk, color="black", ls=":", label=r"Bayes risk $\sigma^2$")
+        ax.set_yscale("log")
+        ax.set_xlabel("polynomial degree (capacity)")
+        ax.legend(fontsize="small")
+    axes[0].set_ylabel("mean squared error")
+    return fig
+
+
+def plot_risk_vs_n(fixed: RiskSweep, refit: RiskSweep, sigma_L: float):
+    """Left: the mean empirical risk of the fixed model (± 1 std) against m, its risk J*, and the
+    refitted model's mean training risk and risk.  Right: the spread of the fixed model's
+    empirical risk against σ_L/√m (log-log)."""
+    import matplotlib.pyplot as plt
+
+    ms = fixed.values
+    J_star = fixed.true_risk[0, 0]
+    spread = fixed.train_risk.std(axis=0, ddof=1)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), layout="constrained")
+    ax = axes[0]
+    mean = fixed.train_risk.mean(axis=0)
+    ax.plot(ms, mean, "o-", label="fixed cubic: mean empirical risk")
+    ax.fill_between(ms, mean - spread, mean + spread, alpha=0.25, label="fixed cubic: ± 1 std")
+    ax.axhline(J_star, color="black", ls="--", label=f"fixed cubic: risk $J^*$ = {J_star:.3g}")
+    ax.plot(ms, refit.train_risk.mean(axis=0), "v-", label="refitted cubic: mean training risk")
+    ax.plot(ms, refit.true_risk.mean(axis=0), "^-", label="refitted cubic: mean risk")
+    ax.set_xscale("log")
+    ax.set_xlabel("sample size m")
+    ax.set_ylabel("mean squared error")
+    ax.set_title("refitted: biased low; fixed: unbiased")
+    ax.legend(fontsize="small")
+    ax = axes[1]
+    ax.loglog(ms, spread, "o", label=f"measured ({fixed.train_risk.shape[0]} samples per m)")
+    ax.loglog(ms, sigma_L / np.sqrt(ms), "-", label=r"$\sigma_L/\sqrt{m}$ (quadrature)")
+    ax.set_xlabel("sample size m")
+    ax.set_ylabel("std of the empirical risk")
+    ax.set_title("spread of J around J* of the fixed cubic")
+    ax.legend(fontsize="small")
+    return fig
+
+
+def plot_zero_one_gradient(study: dict, hs: Sequence[float], ts: np.ndarray, along: Mapping[str, np.ndarray],
+                           n_points: int = FD_POINTS):
+    """Left: the fraction of θ where finite differences of the 0-1 loss are non-zero against h
+    (with a line ∝ h), autograd's count in the title.  Right: the 0-1 loss (a staircase) and
+    NLL / log 2 along the line θ_a + t(θ_b − θ_a)."""
+    import matplotlib.pyplot as plt
+
+    hs = np.asarray(hs)
+    fd = np.array(study["0-1 loss"]["fd_nonzero"])
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), layout="constrained")
+    h_ok = fd > 0
+    axes[0].loglog(hs[h_ok], fd[h_ok], "o-", label="0-1 loss, finite differences")
+    c = fd[2] / hs[2]  # through the point at h = 1e-3
+    axes[0].loglog(hs, c * hs, "k:", label="∝ h (reference)")
+    axes[0].set_xlabel("finite-difference step h")
+    axes[0].set_ylabel("fraction of θ with a non-zero gradient")
+    n_auto = round(study["0-1 loss"]["autograd_nonzero"] * n_points)
+    axes[0].set_title(f"autograd: {n_auto} of {n_points} gradients non-zero")
+    axes[0].legend(fontsize="small")
+    axes[1].plot(ts, along["0-1 loss"], drawstyle="steps-post", label="0-1 loss")
+    axes[1].plot(ts, along["NLL"] / np.log(2), label="NLL / log 2")
+    axes[1].set_xlabel(r"t along $\theta_a + t(\theta_b - \theta_a)$")
+    axes[1].set_ylabel("training loss")
+    axes[1].set_title("flat steps vs a smooth curve")
+    axes[1].legend(fontsize="small")
+    return fig
+
+
+def plot_logistic_run(run: LogisticRun, bayes_error: float):
+    """The training NLL, the training 0-1 loss and the true 0-1 risk of one run of
+    :func:`train_logistic_regression` against the step (log-log), with the Bayes error and the
+    step at which the training error first reaches 0.  Returns the Figure."""
+    import matplotlib.pyplot as plt
+
+    k = run.first_zero_error_step
+    t = run.steps + 1  # log axis: step t is plotted at t + 1
+    fig, ax = plt.subplots(figsize=(9, 4.2), layout="constrained")
+    ax.loglog(t, run.nll, label="training NLL")
+    ax.loglog(t, run.train_error, drawstyle="steps-post", label="training 0-1 loss")
+    ax.loglog(t, run.true_error, label="true 0-1 risk (closed form)")
+    ax.axhline(bayes_error, color="black", ls=":", label="Bayes error")
+    ax.axvline(k + 1, color="gray", ls="--", label=f"training error reaches 0 (step {k})")
+    ax.set_xlabel("gradient descent step t + 1")
+    ax.set_ylabel("loss / error")
+    ax.set_title(f"After the training error reaches 0, the true error keeps falling "
+                 f"({run.true_error[k]:.2g} → {run.true_error[-1]:.2g})", fontsize="medium")
+    ax.legend(fontsize="small", loc="center left", bbox_to_anchor=(1.01, 0.5))
     return fig
