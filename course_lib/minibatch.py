@@ -793,8 +793,11 @@ TUNE_EXAMPLES = 16000           # the budget: four epochs of the 4000 training e
 TUNE_TARGET = 1.6               # "reached": cost J ≤ 1.6 (J(θ₀) ≈ 2.3)
 TUNE_STEPS_MIN = 60             # the study gives each B at least this many steps (B = 1024: 61 440 examples)
 # The ε of TUNE_LRS with the fewest steps for the median cost to reach TUNE_TARGET, per B, found
-# by tune_lr (tests/test_ch02_minibatch.py re-runs the tuning: each is interior to the grid;
-# B = 1024: 31 steps at 3.2, 33 at 1.6, a near-tie the tests allow)
+# by tune_lr over the whole grid (tests/test_ch02_minibatch.py checks each against its two grid
+# neighbours; each is interior to the grid).  The full grid's steps (inf: not reached):
+#   B = 16: 645, 375, 240, 180 (0.4), 255, inf ...;  B = 64: inf, inf, 162, 96, 66 (0.8), 72, inf, inf
+#   B = 256: ... inf, 47, 33 (1.6), 36, inf;  B = 1024: ... inf, 40, 33, 31 (3.2), inf (a near-tie)
+#   B = 4000: ... inf, 38, 32 (1.6), 37, inf
 TUNED_LRS = {16: 0.4, 64: 0.8, 256: 1.6, 1024: 3.2, 4000: 1.6}
 
 

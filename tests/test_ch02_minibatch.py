@@ -363,13 +363,16 @@ def test_loss_vs_examples_survives_divergence_and_validates():
 # section 7: batch size at a tuned ε (all numbers identical under native, default and avx2)
 
 @pytest.mark.parametrize("B", mb.TUNE_BATCH_SIZES)
-def test_tuned_lrs_are_interior_bests_of_the_grid(B):
-    steps = mb.tune_lr(B)  # steps to the target, the quantity the section compares
-    lrs = np.array(mb.TUNE_LRS)
-    best = int(np.argmin(steps))
-    assert 0 < best < len(lrs) - 1, steps  # never at the grid's edge
-    # the stored ε is the best, or within 10 % of it (B = 1024: 31 steps at 3.2, 33 at 1.6)
-    assert steps[list(lrs).index(mb.TUNED_LRS[B])] <= steps.min() * 1.1, steps
+def test_tuned_lrs_beat_their_grid_neighbours(B):
+    # the steps to the target (the quantity the section compares) at the stored ε and at its two
+    # neighbours on the grid; the stored ε is interior to the grid.  (The full grid, 8 ε × 3 seeds
+    # per B, costs ~50 s and was run once: its best is the stored ε everywhere, B = 1024 a near-tie,
+    # 31 steps at 3.2 vs 33 at 1.6; the smaller ε are slower, the larger diverge or are slower.)
+    lrs = list(mb.TUNE_LRS)
+    k = lrs.index(mb.TUNED_LRS[B])
+    assert 0 < k < len(lrs) - 1  # never at the grid's edge
+    steps = mb.tune_lr(B, lrs=lrs[k - 1:k + 2])
+    assert np.isfinite(steps[1]) and steps[1] <= 1.1 * min(steps[0], steps[2]), steps  # 10 %: near-ties
 
 
 def test_batch_size_study_speedup_per_step_then_none():
