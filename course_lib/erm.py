@@ -57,7 +57,9 @@ __all__ = [
     "train_logistic_regression", "separation_study", "plot_linear_classifiers",
     # 4. early stopping
     "full_gradient_norm", "EarlyStoppingResult", "early_stopping_experiment",
-    "stopping_epochs", "early_stopping_study", "plot_early_stopping",
+    "stopping_epochs", "early_stopping_study", "heldout_error_after", "plot_early_stopping",
+    # figures
+    "plot_risk_vs_degree", "plot_risk_vs_n", "plot_zero_one_gradient", "plot_logistic_run",
 ]
 
 # ---------------------------------------------------------------------------------------------
@@ -93,6 +95,8 @@ ES_EPOCHS = 400                 # the run without early stopping (the validation
                                 # levelled off by then in every seed of ES_SEEDS)
 ES_MONITOR = "val_accuracy"     # the chapter stops on the 0-1 error, the loss we care about
 ES_SEEDS = tuple(range(5))      # data sets and initializations of the robustness check
+ES_TEST_N = 1000                # fresh MNIST-1D examples that judge both rules (chose nothing)
+ES_TEST_SEED = 1000             # the test set of seed s is drawn with seed ES_TEST_SEED + s
 
 
 def _check(name: str, value, ok: bool, expected: str):
@@ -292,8 +296,8 @@ def linear_scores(theta: torch.Tensor, X: torch.Tensor) -> torch.Tensor:
 
 
 def margins(scores: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """The margin μ = (2y - 1)s for labels y ∈ {0, 1}: positive iff ŷ = [s > 0] is right
-    (μ = 0, a point on the boundary, counts as an error for y = 1 only)."""
+    """The margin ỹs with ỹ = 2y - 1 ∈ {-1, +1} for labels y ∈ {0, 1}: positive iff ŷ = [s > 0]
+    is right (ỹs = 0, a point on the boundary, counts as an error for y = 1 only)."""
     y = torch.as_tensor(y).reshape(-1).to(scores.dtype)
     _check("y", tuple(y.shape), y.shape[-1] == scores.shape[-1],
            f"one label per score ({scores.shape[-1]})")
@@ -315,12 +319,12 @@ def zero_one_loss(scores: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 
 def logistic_loss(margin: torch.Tensor) -> torch.Tensor:
-    """The negative log-likelihood of the logistic model, -log σ(μ) = log(1 + e^{-μ}), of the
-    margins μ, averaged over the last dimension.  Equal to ``BCEWithLogitsLoss`` of the scores
+    """The negative log-likelihood of the logistic model, -log σ(ỹs) = log(1 + e^{-ỹs}), of the
+    margins ỹs, averaged over the last dimension.  Equal to ``BCEWithLogitsLoss`` of the scores
     for labels y ∈ {0, 1}.
 
-    Computed by torch's softplus(-μ), which never exponentiates a large positive number (above
-    a threshold it returns its argument), so μ = -1000 gives 1000, not inf.
+    Computed by torch's softplus(-ỹs), which never exponentiates a large positive number (above
+    a threshold it returns its argument), so a margin of -1000 gives 1000, not inf.
     """
     return torch.nn.functional.softplus(-margin).mean(-1)
 
@@ -407,7 +411,7 @@ def separable_task() -> GaussianClassificationTask:
 
     The classes overlap only in the far tails (Bayes error ≈ 2e-5), so 100 points are almost
     always linearly separable, and the mean difference (the direction the first gradient steps
-    take) is far from the best direction Σ⁻¹(μ₁ - μ₀): the training error reaches 0 with a
+    take) is far from the best direction Σ⁻¹(x̄₁ - x̄₀) (x̄_y: the class means): the training error reaches 0 with a
     poor boundary, and gradient descent on the NLL then keeps improving it.
     """
     return GaussianClassificationTask([-1.0, 0.0], [1.0, 0.0], [[1.0, 0.97], [0.97, 1.0]])
@@ -628,9 +632,25 @@ def _es_run(n, hidden, lr, epochs, seed, early_stopping):
     return hist, model, split.train, split.test
 
 
+def heldout_error_after(epochs: int, n: int = ES_N, hidden: tuple[int, ...] = ES_HIDDEN,
+                     lr: float = ES_LR, seed: int = SEED, test_n: int = ES_TEST_N) -> float:
+    """The 0-1 error, on `test_n` fresh MNIST-1D examples (drawn with seed ES_TEST_SEED + seed,
+    so they play no part in training or in choosing the epoch), of the model of
+    :func:`early_stopping_experiment` after `epochs` full-batch steps (the run is deterministic,
+    so these are the parameters of that epoch of the full run)."""
+    _check("epochs", epochs, _is_int(epochs) and epochs >= 1, "an int >= 1")
+    model = _es_run(n, hidden, lr, int(epochs), seed, None)[1]
+    test = mnist1d(num_samples=test_n, seed=ES_TEST_SEED + seed, train_split=0.5)
+    X = torch.cat([test.train[0], test.test[0]])
+    y = torch.cat([test.train[1], test.test[1]])
+    with torch.no_grad():
+        return float((model(X).argmax(-1) != y).double().mean())
+
+
 def early_stopping_study(seeds: Sequence[int] = ES_SEEDS, n: int = ES_N,
                          hidden: tuple[int, ...] = ES_HIDDEN, lr: float = ES_LR,
-                         patience: int = ES_PATIENCE, epochs: int = ES_EPOCHS) -> dict:
+                         patience: int = ES_PATIENCE, epochs: int = ES_EPOCHS,
+                         test_n: int = ES_TEST_N) -> dict:
     """Stopping on the validation NLL vs on the validation 0-1 error, one full run per seed.
 
     Each seed draws its own MNIST-1D subset and θ₀ and trains for `epochs` full-batch steps
@@ -639,7 +659,10 @@ def early_stopping_study(seeds: Sequence[int] = ES_SEEDS, n: int = ES_N,
     arrays over seeds: "nll_best" / "err_best" (the epoch each rule returns), "err_at_nll_best",
     "err_at_err_best" (validation 0-1 error there), "err_min" and "err_end" (least and last
     validation error of the full run), "grad_at_err_best" and "grad_end" (‖∇J‖ / ‖∇J(θ₀)‖ at
-    the epoch the error rule returns and after the last step).
+    the epoch the error rule returns and after the last step), and "test_at_nll_best" /
+    "test_at_err_best": the 0-1 error of the two returned models on `test_n` fresh examples
+    (:func:`heldout_error_after`).  The validation error at the error rule's epoch is optimistic,
+    since that rule chose the epoch on it; the test errors are not.
     """
     _check("patience", patience, _is_int(patience) and 1 <= patience < epochs, f"an int in [1, epochs={epochs})")
     rows = []
@@ -652,9 +675,11 @@ def early_stopping_study(seeds: Sequence[int] = ES_SEEDS, n: int = ES_N,
         _, err_best = stopping_epochs(err, patience)
         # g[t] is ‖∇J(θ_t)‖; after epoch e the parameters are θ_e (the last one is not recorded)
         g_err = g[err_best] if err_best < len(g) else math.nan
+        tests = [heldout_error_after(e, n, hidden, lr, seed, test_n) for e in (nll_best, err_best)]
         rows.append(dict(nll_best=nll_best, err_best=err_best, err_at_nll_best=err[nll_best - 1],
                          err_at_err_best=err[err_best - 1], err_min=err.min(), err_end=err[-1],
-                         grad_at_err_best=g_err / g[0], grad_end=g[-1] / g[0]))
+                         grad_at_err_best=g_err / g[0], grad_end=g[-1] / g[0],
+                         test_at_nll_best=tests[0], test_at_err_best=tests[1]))
     return {k: np.array([r[k] for r in rows]) for k in rows[0]} | {"seeds": np.array(seeds)}
 
 
@@ -684,4 +709,113 @@ def plot_early_stopping(es: EarlyStoppingResult, patience: int = ES_PATIENCE):
         ax.axvline(es.stop_epoch, color="tab:red", ls=":", label=f"stopped at epoch {es.stop_epoch}")
         ax.set_xlabel("epoch (= full-batch step)")
         ax.legend(fontsize="small")
+    return fig
+
+
+# ---------------------------------------------------------------------------------------------
+# The chapter's larger figures (the notebook calls these; each returns the Figure)
+
+def plot_risk_vs_degree(task: PolynomialRegressionTask, sweep: RiskSweep):
+    """Training risk and risk against the degree: for the first training set (left) and as
+    medians with 25-75 % bands over all of them (right), with the Bayes risk σ²."""
+    import matplotlib.pyplot as plt
+
+    deg = sweep.values
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True, layout="constrained")
+    axes[0].plot(deg, sweep.train_risk[0], "o-", label="training risk $J$")
+    axes[0].plot(deg, sweep.true_risk[0], "s-", label="risk $J^*$")
+    axes[0].set_title("the training set above")
+    for q, name in ((sweep.train_risk, "training risk $J$"), (sweep.true_risk, "risk $J^*$")):
+        lo, med, hi = np.percentile(q, [25, 50, 75], axis=0)
+        axes[1].plot(deg, med, "o-", label=f"{name}, median")
+        axes[1].fill_between(deg, lo, hi, alpha=0.25)
+    axes[1].set_title(f"{sweep.train_risk.shape[0]} training sets (band: 25–75 %)")
+    for ax in axes:
+        ax.axhline(task.bayes_risk, color="black", ls=":", label=r"Bayes risk $\sigma^2$")
+        ax.set_yscale("log")
+        ax.set_xlabel("polynomial degree (capacity)")
+        ax.legend(fontsize="small")
+    axes[0].set_ylabel("mean squared error")
+    return fig
+
+
+def plot_risk_vs_n(fixed: RiskSweep, refit: RiskSweep, sigma_L: float):
+    """Left: the mean empirical risk of the fixed model (± 1 std) against m, its risk J*, and the
+    refitted model's mean training risk and risk.  Right: the spread of the fixed model's
+    empirical risk against σ_L/√m (log-log)."""
+    import matplotlib.pyplot as plt
+
+    ms = fixed.values
+    J_star = fixed.true_risk[0, 0]
+    spread = fixed.train_risk.std(axis=0, ddof=1)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), layout="constrained")
+    ax = axes[0]
+    mean = fixed.train_risk.mean(axis=0)
+    ax.plot(ms, mean, "o-", label="fixed cubic: mean empirical risk")
+    ax.fill_between(ms, mean - spread, mean + spread, alpha=0.25, label="fixed cubic: ± 1 std")
+    ax.axhline(J_star, color="black", ls="--", label=f"fixed cubic: risk $J^*$ = {J_star:.3g}")
+    ax.plot(ms, refit.train_risk.mean(axis=0), "v-", label="refitted cubic: mean training risk")
+    ax.plot(ms, refit.true_risk.mean(axis=0), "^-", label="refitted cubic: mean risk")
+    ax.set_xscale("log")
+    ax.set_xlabel("sample size m")
+    ax.set_ylabel("mean squared error")
+    ax.set_title("refitted: biased low; fixed: unbiased")
+    ax.legend(fontsize="small")
+    ax = axes[1]
+    ax.loglog(ms, spread, "o", label=f"measured ({fixed.train_risk.shape[0]} samples per m)")
+    ax.loglog(ms, sigma_L / np.sqrt(ms), "-", label=r"$\sigma_L/\sqrt{m}$ (quadrature)")
+    ax.set_xlabel("sample size m")
+    ax.set_ylabel("std of the empirical risk")
+    ax.set_title("spread of J around J* of the fixed cubic")
+    ax.legend(fontsize="small")
+    return fig
+
+
+def plot_zero_one_gradient(study: dict, hs: Sequence[float], ts: np.ndarray, along: Mapping[str, np.ndarray],
+                           n_points: int = FD_POINTS):
+    """Left: the fraction of θ where finite differences of the 0-1 loss are non-zero against h
+    (with a line ∝ h), autograd's count in the title.  Right: the 0-1 loss (a staircase) and
+    NLL / log 2 along the line θ_a + t(θ_b − θ_a)."""
+    import matplotlib.pyplot as plt
+
+    hs = np.asarray(hs)
+    fd = np.array(study["0-1 loss"]["fd_nonzero"])
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), layout="constrained")
+    h_ok = fd > 0
+    axes[0].loglog(hs[h_ok], fd[h_ok], "o-", label="0-1 loss, finite differences")
+    c = fd[2] / hs[2]  # through the point at h = 1e-3
+    axes[0].loglog(hs, c * hs, "k:", label="∝ h (reference)")
+    axes[0].set_xlabel("finite-difference step h")
+    axes[0].set_ylabel("fraction of θ with a non-zero gradient")
+    n_auto = round(study["0-1 loss"]["autograd_nonzero"] * n_points)
+    axes[0].set_title(f"autograd: {n_auto} of {n_points} gradients non-zero")
+    axes[0].legend(fontsize="small")
+    axes[1].plot(ts, along["0-1 loss"], drawstyle="steps-post", label="0-1 loss")
+    axes[1].plot(ts, along["NLL"] / np.log(2), label="NLL / log 2")
+    axes[1].set_xlabel(r"t along $\theta_a + t(\theta_b - \theta_a)$")
+    axes[1].set_ylabel("training loss")
+    axes[1].set_title("flat steps vs a smooth curve")
+    axes[1].legend(fontsize="small")
+    return fig
+
+
+def plot_logistic_run(run: LogisticRun, bayes_error: float):
+    """The training NLL, the training 0-1 loss and the true 0-1 risk of one run of
+    :func:`train_logistic_regression` against the step (log-log), with the Bayes error and the
+    step at which the training error first reaches 0.  Returns the Figure."""
+    import matplotlib.pyplot as plt
+
+    k = run.first_zero_error_step
+    t = run.steps + 1  # log axis: step t is plotted at t + 1
+    fig, ax = plt.subplots(figsize=(9, 4.2), layout="constrained")
+    ax.loglog(t, run.nll, label="training NLL")
+    ax.loglog(t, run.train_error, drawstyle="steps-post", label="training 0-1 loss")
+    ax.loglog(t, run.true_error, label="true 0-1 risk (closed form)")
+    ax.axhline(bayes_error, color="black", ls=":", label="Bayes error")
+    ax.axvline(k + 1, color="gray", ls="--", label=f"training error reaches 0 (step {k})")
+    ax.set_xlabel("gradient descent step t + 1")
+    ax.set_ylabel("loss / error")
+    ax.set_title(f"After the training error reaches 0, the true error keeps falling "
+                 f"({run.true_error[k]:.2g} → {run.true_error[-1]:.2g})", fontsize="medium")
+    ax.legend(fontsize="small", loc="center left", bbox_to_anchor=(1.01, 0.5))
     return fig

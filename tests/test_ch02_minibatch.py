@@ -363,26 +363,42 @@ def test_loss_vs_examples_survives_divergence_and_validates():
 # section 7: batch size at a tuned ε (all numbers identical under native, default and avx2)
 
 @pytest.mark.parametrize("B", mb.TUNE_BATCH_SIZES)
-def test_tuned_lrs_are_interior_bests_of_the_grid(B):
-    costs = mb.tune_lr(B)
-    lrs = np.array(mb.TUNE_LRS)
-    best = int(np.argmin(costs))
-    assert 0 < best < len(lrs) - 1, costs  # never at the grid's edge
-    # the stored ε is the best, or within 1 % of it (B = 1024: 1.753 at 1.6 vs 1.763 at 0.8)
-    assert costs[list(lrs).index(mb.TUNED_LRS[B])] <= costs.min() * 1.01
+def test_tuned_lrs_beat_their_grid_neighbours(B):
+    # the steps to the target (the quantity the section compares) at the stored ε and at its two
+    # neighbours on the grid; the stored ε is interior to the grid.  (The full grid, 8 ε × 3 seeds
+    # per B, costs ~50 s and was run once: its best is the stored ε everywhere, B = 1024 a near-tie,
+    # 31 steps at 3.2 vs 33 at 1.6; the smaller ε are slower, the larger diverge or are slower.)
+    lrs = list(mb.TUNE_LRS)
+    k = lrs.index(mb.TUNED_LRS[B])
+    assert 0 < k < len(lrs) - 1  # never at the grid's edge
+    steps = mb.tune_lr(B, lrs=lrs[k - 1:k + 2])
+    assert np.isfinite(steps[1]) and steps[1] <= 1.1 * min(steps[0], steps[2]), steps  # 10 %: near-ties
 
 
-def test_batch_size_study_speedup_per_step_then_diminishing_returns():
-    bs = mb.batch_size_study()
-    np.testing.assert_allclose(bs.final, [1.051, 1.131, 1.527, 1.753, 1.897], atol=0.005)
-    np.testing.assert_allclose(bs.examples_needed, [2880, 4224, 12032, 33792, 128000], rtol=0.02)
-    np.testing.assert_allclose(bs.steps_needed, [180, 66, 47, 33, 32], rtol=0.05)
+def test_batch_size_study_speedup_per_step_then_none():
+    bs = mb.batch_size_study()  # the tuning tests above have cached its runs
+    # bs.final (the cost after 16 000 examples) is not printed: at B = 256 it straddles 1.575 (avx2 1.576)
+    np.testing.assert_allclose(bs.steps_needed, [180, 66, 33, 31, 32], rtol=0.05)
+    np.testing.assert_allclose(bs.examples_needed, [2880, 4224, 8448, 31744, 128000], rtol=0.05)
     speedup = bs.steps_needed[:-1] / bs.steps_needed[1:]
     assert speedup[0] == pytest.approx(2.7, abs=0.1)  # 16 → 64: "2.7-fold"
-    assert np.all(speedup[1:3] == pytest.approx(1.4, abs=0.05))  # "about 1.4 times"
-    assert speedup[3] < 1.1  # 1024 → 4000: "none"
+    assert np.all(speedup[2:] < 1.15)  # "from B = 256 on the steps stop falling"
     E = bs.examples_needed
-    assert E[1] / E[0] < 1.5 and E[3] / E[2] == pytest.approx(2.8, abs=0.1)
+    assert E[1] / E[0] < 1.5  # "for less than 1.5 times the examples"
+    assert np.all(E[3:] / E[2:-1] > 3)  # past it, examples grow ~ in proportion to B
+    fit = mb.fit_critical_batch(bs.batch_sizes, bs.steps_needed)
+    assert fit.critical_batch == pytest.approx(82, abs=5) and fit.max_rel_error < 0.15  # "≈ 80", "within 15 %"
+    noise_scale = 202  # section 2.1 (asserted in test_noise_experiment_follows_sigma_over_sqrt_b)
+    assert noise_scale / fit.critical_batch == pytest.approx(2.5, abs=0.15)  # "about 2.5 times too large"
+
+
+def test_fit_critical_batch_recovers_the_model():
+    B = np.array([8, 32, 128, 512, 2048])
+    fit = mb.fit_critical_batch(B, 25 * (1 + 100 / B))
+    assert fit.min_steps == pytest.approx(25, rel=1e-6) and fit.critical_batch == pytest.approx(100, rel=1e-6)
+    assert fit.max_rel_error < 1e-6
+    with pytest.raises(ValueError, match="steps"):
+        mb.fit_critical_batch([1, 2], [3, 4])
 
 
 def test_exercise_5_stability_at_batch_size_8():
