@@ -478,12 +478,13 @@ RNN_LEARNED = 0.9              # a run "learned" the task if its test accuracy e
 RNN_VARIANTS = ("no clipping", "clip at c", "clip at c/100")
 
 
-def rnn_clipping_experiment(lrs=RNN_LRS, seeds=RNN_SEEDS, **settings) -> dict:
+def rnn_clipping_experiment(lrs=RNN_LRS, seeds=RNN_SEEDS, tiny_at: float = RNN_LRS[0],
+                            **settings) -> dict:
     """For each learning rate ε: train the RNN of ``RNN_TASK`` unclipped with every seed;
     take as threshold c the median ‖g‖ of those runs over their first ``RNN_TYPICAL_STEPS``
     steps (pooled over seeds: the typical norm while learning, Pascanu et al.'s advice); then
-    train again clipped by global norm at c, and (first ε only) at the far too small
-    ``RNN_TINY``·c.
+    train again clipped by global norm at c, and (for ε = ``tiny_at`` only) at the far too
+    small ``RNN_TINY``·c.
 
     Returns ``{lr: {"threshold": c, "runs": {variant: [run per seed]}}}`` with the variants
     ``RNN_VARIANTS`` and each run a :func:`train_rnn_clipped` dict.
@@ -498,7 +499,7 @@ def rnn_clipping_experiment(lrs=RNN_LRS, seeds=RNN_SEEDS, **settings) -> dict:
         out[lr] = {"threshold": c, "runs": {
             RNN_VARIANTS[0]: plain,
             RNN_VARIANTS[1]: [train_rnn_clipped(lr, s, max_norm=c, **settings) for s in seeds]}}
-        if lr == lrs[0]:  # what a far too small threshold does: once is enough
+        if lr == tiny_at:  # what a far too small threshold does: once is enough
             out[lr]["runs"][RNN_VARIANTS[2]] = [
                 train_rnn_clipped(lr, s, max_norm=RNN_TINY * c, **settings) for s in seeds]
     return out
