@@ -267,22 +267,20 @@ def test_train_rnn_clipped_records_and_bounds_the_step():
 
 
 def test_rnn_clipping_stored_numbers():
-    """Section 8, on the stored output (nbval re-runs the 25 trainings, ~25 s).  Measured
-    identical to the printed digits under ATEN_CPU_CAPABILITY=default, avx2 and native."""
+    """Section 8, on the stored output (nbval re-runs the 25 trainings, ~25 s).  The unclipped
+    runs at eps = 0.1 are chaotic: under ATEN_CPU_CAPABILITY=default one more seed fails (learned
+    3 of 5, 6 loss jumps, worst 0.78) than natively and under avx2 (4 of 5, 4 jumps, worst 0.70),
+    so the notebook prints only what holds under all three; the clipped rows were identical."""
     text = stored_text("06_cliffs", "rnn_clipping_summary(")
     lines = [ln for ln in text.splitlines() if ln.startswith("eps")]
     assert len(lines) == 5
     plain1, clip1, tiny1, plain2, clip2 = lines
-    assert "learned 4 of 5" in plain1 and "loss jumps > 1: 4" in plain1 and "worst 0.7" in plain1
-    assert "learned 5 of 5" in clip1 and "loss jumps > 1: 0" in clip1 and "worst 0.034" in clip1
-    assert "learned 0 of 5" in tiny1
-    assert "learned 3 of 5" in plain2 and "worst 0.7" in plain2
-    assert "learned 5 of 5" in clip2 and "loss jumps > 1: 0" in clip2 and "worst 0.037" in clip2
-    # the median run is no better with clipping (prose): same order of magnitude
-    assert "median 4e-05" in plain1 and "median 0.0001" in clip1
-    assert "median 0.0006" in plain2 and "median 0.0006" in clip2
-    assert "largest spike, eps = 0.1 unclipped: ||g|| = 46" in text
-    assert "largest one-step rise of the loss in that run: 11.3" in text
+    for ln in (plain1, plain2):
+        assert ln.endswith("largest ||g|| > 0.78: True, loss jumps > 1: " + ("True" if ln is plain1 else "False")
+                           + ", every seed learned: False, worst test loss < 0.1: False")
+    for ln in (clip1, clip2):
+        assert ln.endswith("loss jumps > 1: False, every seed learned: True, worst test loss < 0.1: True")
+    assert "every seed learned: False" in tiny1 and "loss jumps > 1: False" in tiny1
 
 
 # ------------------------------------------------------------------ clear errors
