@@ -27,8 +27,16 @@ Contents:
   :func:`catapult_census`: gradient descent with and without clipping from the same start
   (through :func:`~course_lib.landscapes.run_optimizer`), one run or many;
   :func:`threshold_sweep`: the same run for several clipping thresholds.
-- The settings of chapter 6 (``START``, ``LR``, ``MAX_NORM``, …, :func:`census_starts`), so
-  that the notebook and its tests use the same numbers.
+- :func:`steepest_slope`: the steepest point of a vertical cut, wherever it is (the wall
+  grows geometrically with T for w > 4/3, like a power of T for 1 < w < 4/3, not for w ≤ 1).
+- A real network (section 6.8): :func:`train_rnn_clipped`, :func:`rnn_clipping_experiment`,
+  :func:`rnn_clipping_summary`, :func:`plot_rnn_clipping`: a vanilla RNN on the latching task
+  of chapter 7, trained through ``course_lib.train`` with and without global-norm clipping,
+  the threshold c chosen from the observed gradient norms; :func:`clip_check_on_rnn`: our
+  :func:`clip_gradient` against ``clip_grad_norm_`` on that network's gradient.
+- :func:`plot_clip_vectors`: the figure of section 6.4.
+- The settings of chapter 6 (``START``, ``LR``, ``MAX_NORM``, …, ``RNN_TASK``, ``RNN_LRS``,
+  :func:`census_starts`), so that the notebook and its tests use the same numbers.
 """
 from __future__ import annotations
 
@@ -40,9 +48,10 @@ import torch
 from course_lib.landscapes import Landscape, Trajectory, run_optimizer
 from course_lib.optim import SGD
 
-__all__ = ["RNNCliff", "wall_slopes", "growth_factor", "clip_gradient", "angle_between",
+__all__ = ["RNNCliff", "wall_slopes", "steepest_slope", "growth_factor", "clip_gradient", "angle_between",
            "step_lengths", "single_step", "compare_clipping", "catapult_census", "threshold_sweep",
-           "census_starts"]
+           "census_starts", "train_rnn_clipped", "rnn_clipping_experiment",
+           "rnn_clipping_summary", "clip_check_on_rnn", "plot_rnn_clipping", "plot_clip_vectors"]
 
 
 def _check(name: str, value, ok: bool, expected: str) -> None:
@@ -207,6 +216,32 @@ def wall_slopes(time_steps, w: float = 2.0, h0: float = 0.5, target: float = 0.7
     return np.array(out)
 
 
+def steepest_slope(w: float, time_steps: int, h0: float = 0.5, target: float = 0.7,
+                   b_range=(-2.0, 1.0), points: int = 2001, zooms: int = 8) -> float:
+    """The largest ‖∇J‖ on the vertical line w = const, b in ``b_range``, of
+    :class:`RNNCliff` with T = ``time_steps``: the steepness of the step between shelf and
+    basin wherever it lies (on the wall b*(w) for w > 4/3; where a fixed point of
+    h ↦ tanh(wh + b) disappears for 1 < w < 4/3; nowhere steep for w ≤ 1).
+
+    A grid of ``points`` values of b, refined ``zooms`` times around its largest value (each
+    zoom shrinks the interval about 500-fold, so walls far thinner than the first grid are
+    found).
+    """
+    _check("time_steps", time_steps, _is_int(time_steps) and time_steps >= 1, "an int >= 1")
+    _check("points", points, _is_int(points) and points >= 5, "an int >= 5")
+    J = RNNCliff(time_steps, h0, target)
+    lo, hi = float(b_range[0]), float(b_range[1])
+    _check("b_range", b_range, lo < hi, "(low, high) with low < high")
+    best = 0.0
+    for _ in range(zooms + 1):
+        b = torch.linspace(lo, hi, points, dtype=torch.float64)
+        norms = J.grad(torch.stack([torch.full_like(b, float(w)), b], dim=-1)).norm(dim=-1)
+        i = int(norms.argmax())
+        best = max(best, norms[i].item())
+        lo, hi = b[max(i - 2, 0)].item(), b[min(i + 2, points - 1)].item()
+    return best
+
+
 # ----------------------------------------------------------------------------------------
 # Clipping
 # ----------------------------------------------------------------------------------------
@@ -326,22 +361,28 @@ def catapult_census(landscape: Landscape, starts, lrs, steps: int, max_norm: flo
     return {**counts, "runs": records}
 
 
-def threshold_sweep(landscape: Landscape, start, lr: float, steps: int, thresholds) -> dict:
+def threshold_sweep(landscape: Landscape, start, lr: float, steps: int, thresholds,
+                    good_loss: float = 1e-2) -> dict:
     """Gradient descent clipped by norm at each threshold c in ``thresholds``, same start.
 
     Returns a dict of arrays, one entry per threshold: ``threshold``, ``max_step`` (the
-    longest step ‖θ_{t+1} − θ_t‖, at most εc) and ``final_loss``.
+    longest step ‖θ_{t+1} − θ_t‖, at most εc), ``final_loss``, ``reach_step`` (the first t
+    with J(θ_t) < ``good_loss``, −1 if never) and ``losses`` (shape (thresholds, steps + 1):
+    J(θ_t) for t = 0..steps, so that a shorter budget can be read off the same runs).
     """
     thresholds = [float(c) for c in thresholds]
     _check("thresholds", thresholds, len(thresholds) > 0 and all(c > 0 for c in thresholds),
            "a non-empty list of numbers > 0")
-    max_step, final = [], []
+    max_step, losses = [], []
     for c in thresholds:
         traj = compare_clipping(landscape, start, lr, steps, max_norm=c)[f"clip by norm (c = {c:g})"]
         max_step.append(float(step_lengths(traj).max()))
-        final.append(float(traj.losses[-1]))
+        losses.append(np.asarray(traj.losses, dtype=float))
+    losses = np.array(losses)
+    below = losses < good_loss
+    reach = np.where(below.any(axis=1), below.argmax(axis=1), -1)
     return {"threshold": np.array(thresholds), "max_step": np.array(max_step),
-            "final_loss": np.array(final)}
+            "final_loss": losses[:, -1], "reach_step": reach, "losses": losses}
 
 
 def growth_factor(time_steps, values) -> float:
@@ -364,12 +405,15 @@ NEAR_WALL = (1.5, -0.201)            # θ = (w, b) on the lower part of the wall
 START = (2.0, -0.7)                  # θ₀ on the high shelf, for the runs with and without clipping
 LR = 0.1                             # ε
 STEPS = 100
+SWEEP_STEPS = 1000                   # the threshold sweep runs 10 times longer (is small c slow or stuck?)
 MAX_NORM = 1.0                       # c for clipping by norm
 MAX_VALUE = 0.5                      # c for clipping by value
 THRESHOLDS = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0)  # c for the sweep
 CENSUS_WS = (1.8, 2.0, 2.2, 2.4)     # starts (w, b*(w) − 0.2): 0.2 below the wall, on the shelf
 CENSUS_DEPTH = 0.2
 CENSUS_LRS = (0.1, 0.2, 0.3, 0.5)
+STEEPEST_WS = (0.9, 1.2, 2.0)        # the w's of the steepest-slope comparison (section 6.2)
+STEEPEST_TS = (10, 20, 40)
 ZOOM = ((1.2, 2.2), (-0.8, 0.2))     # a window around the runs
 WIDE = ((0.0, 14.0), (-2.0, 22.0))   # a window that shows where a catapulted run lands
 
@@ -379,3 +423,202 @@ def census_starts(landscape: "RNNCliff | None" = None) -> list[tuple[float, floa
     ``CENSUS_WS``."""
     J = landscape if landscape is not None else RNNCliff(CHAPTER_T)
     return [(w, float(J.wall_limit(w)) - CENSUS_DEPTH) for w in CENSUS_WS]
+
+
+# ----------------------------------------------------------------------------------------
+# A real network: global-norm clipping on a vanilla RNN trained on the latching task
+# ----------------------------------------------------------------------------------------
+#: the RNN experiment (section 6.8): the latching task of chapter 7 (course_lib.long_term) at
+#: lag ``lag``, a float64 VanillaRNN with W rescaled to spectral radius ``radius`` at the start,
+#: SGD with momentum α through course_lib.train, ``steps`` minibatches of ``batch_size``.
+RNN_TASK = dict(lag=20, hidden_size=16, radius=1.0, n_train=2048, n_test=1024, steps=300,
+                batch_size=32, momentum=0.9)
+RNN_LRS = (0.1, 0.03)          # ε: the chapter's, and a second one, three times smaller
+RNN_SEEDS = (0, 1, 2, 3, 4)    # θ₀, data and batch order
+RNN_TINY = 0.01                # the far too small threshold, as a fraction of c (run at RNN_LRS[0] only)
+RNN_SPIKE = 10.0               # a spike: ‖g‖ above this multiple of the median ‖g‖ of the run
+RNN_JUMP = 1.0                 # a loss jump: the minibatch loss rises by more than this in one step
+
+
+def train_rnn_clipped(lr: float, seed: int, max_norm: float | None = None, **settings) -> dict:
+    """Train the RNN of ``RNN_TASK`` on the latching task once, clipped by global norm at
+    ``max_norm`` (``None``: not clipped) through :func:`course_lib.train.train`.
+
+    Returns a dict: ``grad_norm`` and ``loss`` (arrays, one entry per step; ‖g‖ before
+    clipping, the minibatch loss), ``test_loss`` and ``test_accuracy`` of the final network
+    on fresh sequences, and ``radius`` r(W) at the end.
+    """
+    from course_lib.long_term import latching_task
+    from course_lib.models import VanillaRNN
+    from course_lib.optim import SGD
+    from course_lib.train import evaluate, train
+    from course_lib.utils import single_thread
+    s = {**RNN_TASK, **settings}
+    _check("lr", lr, lr > 0, "a number > 0")
+    _check("seed", seed, _is_int(seed) and seed >= 0, "an int >= 0")
+    _check("max_norm", max_norm, max_norm is None or max_norm > 0, "None or a number > 0")
+    X, y = latching_task(s["lag"], s["n_train"], 1000 + seed)
+    Xt, yt = latching_task(s["lag"], s["n_test"], 2000 + seed)
+    rnn = VanillaRNN(1, s["hidden_size"], 2, generator=torch.Generator().manual_seed(seed)).double()
+    rnn.set_spectral_radius(s["radius"])
+    loss_fn = torch.nn.CrossEntropyLoss()
+    opt = SGD(rnn.parameters(), lr=lr, momentum=s["momentum"])
+    with single_thread():
+        hist = train(rnn, loss_fn, opt, (X, y), epochs=10 ** 6, max_steps=s["steps"],
+                     batch_size=s["batch_size"], seed=seed, clip_grad_norm=max_norm)
+        test = evaluate(rnn, loss_fn, (Xt, yt))
+    return {"grad_norm": np.asarray(hist.steps["grad_norm"], dtype=float),
+            "loss": np.asarray(hist.steps["loss"], dtype=float),
+            "test_loss": float(test["loss"]), "test_accuracy": float(test["accuracy"]),
+            "radius": rnn.spectral_radius()}
+
+
+RNN_TYPICAL_STEPS = 100        # the threshold c: median ‖g‖ of the unclipped runs over these first steps
+RNN_LEARNED = 0.9              # a run "learned" the task if its test accuracy exceeds this
+RNN_VARIANTS = ("no clipping", "clip at c", "clip at c/100")
+
+
+def rnn_clipping_experiment(lrs=RNN_LRS, seeds=RNN_SEEDS, tiny_at: float = RNN_LRS[0],
+                            **settings) -> dict:
+    """For each learning rate ε: train the RNN of ``RNN_TASK`` unclipped with every seed;
+    take as threshold c the median ‖g‖ of those runs over their first ``RNN_TYPICAL_STEPS``
+    steps (pooled over seeds: the typical norm while learning, Pascanu et al.'s advice); then
+    train again clipped by global norm at c, and (for ε = ``tiny_at`` only) at the far too
+    small ``RNN_TINY``·c.
+
+    Returns ``{lr: {"threshold": c, "runs": {variant: [run per seed]}}}`` with the variants
+    ``RNN_VARIANTS`` and each run a :func:`train_rnn_clipped` dict.
+    """
+    lrs, seeds = [float(lr) for lr in lrs], [int(s) for s in seeds]
+    _check("lrs", lrs, len(lrs) > 0 and all(lr > 0 for lr in lrs), "a non-empty list of numbers > 0")
+    _check("seeds", seeds, len(seeds) > 0, "a non-empty list of ints >= 0")
+    out = {}
+    for lr in lrs:
+        plain = [train_rnn_clipped(lr, s, **settings) for s in seeds]
+        c = float(np.median([r["grad_norm"][:RNN_TYPICAL_STEPS] for r in plain]))
+        out[lr] = {"threshold": c, "runs": {
+            RNN_VARIANTS[0]: plain,
+            RNN_VARIANTS[1]: [train_rnn_clipped(lr, s, max_norm=c, **settings) for s in seeds]}}
+        if lr == tiny_at:  # what a far too small threshold does: once is enough
+            out[lr]["runs"][RNN_VARIANTS[2]] = [
+                train_rnn_clipped(lr, s, max_norm=RNN_TINY * c, **settings) for s in seeds]
+    return out
+
+
+def rnn_clipping_summary(exp: dict) -> list[dict]:
+    """One row per (ε, variant) of :func:`rnn_clipping_experiment`, over the seeds:
+    ``lr``, ``variant``, ``threshold`` (None unclipped), ``max_grad`` (median over seeds of the
+    largest ‖g‖ of a run), ``spike_ratio`` (median over seeds of largest ‖g‖ / median ‖g‖),
+    ``max_rise`` (median over seeds of the largest one-step rise of the minibatch loss),
+    ``jumps`` (number of steps, all seeds together, where the loss rose by more than
+    ``RNN_JUMP``), ``median_loss`` / ``worst_loss`` (median / largest test loss over seeds),
+    ``learned`` (seeds with test accuracy > ``RNN_LEARNED``) and ``seeds``."""
+    rows = []
+    for lr, e in exp.items():
+        for i, (variant, runs) in enumerate(e["runs"].items()):
+            rises = [np.diff(r["loss"]) for r in runs]
+            rows.append({
+                "lr": lr, "variant": variant,
+                "threshold": (None, e["threshold"], RNN_TINY * e["threshold"])[i],
+                "max_grad": float(np.median([r["grad_norm"].max() for r in runs])),
+                "spike_ratio": float(np.median([r["grad_norm"].max() / np.median(r["grad_norm"])
+                                                for r in runs])),
+                "max_rise": float(np.median([d.max() for d in rises])),
+                "jumps": int(sum((d > RNN_JUMP).sum() for d in rises)),
+                "median_loss": float(np.median([r["test_loss"] for r in runs])),
+                "worst_loss": float(max(r["test_loss"] for r in runs)),
+                "learned": int(sum(r["test_accuracy"] > RNN_LEARNED for r in runs)),
+                "seeds": len(runs)})
+    return rows
+
+
+def clip_check_on_rnn(max_norm: float = 1.0, radius: float = 3.0, seed: int = 0) -> dict:
+    """Our :func:`clip_gradient` against ``torch.nn.utils.clip_grad_norm_`` on the gradient of a
+    real network: a float64 RNN of ``RNN_TASK`` with W at spectral radius ``radius`` (> 1:
+    large gradients), one minibatch of the latching task.  The network's gradient is a list
+    of tensors (W, U, b, V, c); clip_grad_norm_ clips them jointly by their *global* norm,
+    ‖g‖ = (Σ_tensors ‖g_k‖²)^½, which is clip_gradient on all of them flattened into one vector.
+
+    Returns ``grad_norm`` (‖g‖ before), ``clipped_norm`` (after), ``max_abs_diff`` (the largest
+    difference between the two clipped gradients) and ``per_tensor_angle`` (degrees: the
+    largest angle between the global-norm clipped g and g, 0: the direction is kept).
+    """
+    from course_lib.long_term import latching_task
+    from course_lib.models import VanillaRNN
+    X, y = latching_task(RNN_TASK["lag"], RNN_TASK["batch_size"], 3000 + seed)
+    rnn = VanillaRNN(1, RNN_TASK["hidden_size"], 2,
+                     generator=torch.Generator().manual_seed(seed)).double()
+    rnn.set_spectral_radius(radius)
+    torch.nn.functional.cross_entropy(rnn(X), y).backward()
+    params = list(rnn.parameters())
+    flat = torch.cat([p.grad.reshape(-1) for p in params])
+    ours = clip_gradient(flat, max_norm=max_norm)
+    before = torch.nn.utils.clip_grad_norm_(params, max_norm).item()  # in place; returns ‖g‖
+    theirs = torch.cat([p.grad.reshape(-1) for p in params])
+    return {"grad_norm": float(before), "clipped_norm": float(theirs.norm()),
+            "max_abs_diff": float((ours - theirs).abs().max()),
+            "angle": angle_between(flat, theirs)}
+
+
+def plot_rnn_clipping(exp: dict, lr: float | None = None, seed: int | None = None, axes=None):
+    """Left: ‖g‖ per step of one seed at ε = ``lr`` (default: the first), unclipped and clipped
+    at c (the dotted line); default seed: the unclipped run with the largest ‖g‖.  Middle:
+    the minibatch losses of the same runs.  Right: the final test loss of every seed, per
+    variant and ε, with the medians.  Returns the three Axes."""
+    import matplotlib.pyplot as plt
+    lr = next(iter(exp)) if lr is None else lr
+    e = exp[lr]
+    plain = e["runs"][RNN_VARIANTS[0]]
+    j = int(np.argmax([r["grad_norm"].max() for r in plain])) if seed is None else seed
+    if axes is None:
+        _, axes = plt.subplots(1, 3, figsize=(16, 4.2))
+    ax, bx, cx = axes
+    for k, variant in enumerate(RNN_VARIANTS[:2]):
+        r = e["runs"][variant][j]
+        t = np.arange(1, len(r["loss"]) + 1)
+        ax.semilogy(t, r["grad_norm"], color=f"C{k}", lw=0.9, label=variant)
+        bx.plot(t, r["loss"], color=f"C{k}", lw=0.9, label=variant)
+    ax.axhline(e["threshold"], color="k", ls=":", lw=1, label=f"c = {e['threshold']:.2g}")
+    ax.set(xlabel="step t", ylabel=r"$\|g\|$ before clipping",
+           title=f"ε = {lr:g}, seed {RNN_SEEDS[j] if seed is None else seed}: spikes of the gradient norm")
+    bx.set(xlabel="step t", ylabel="minibatch loss", title="… and the jumps of the loss they cause")
+    ax.legend(fontsize="small")
+    bx.legend(fontsize="small")
+    for i, (lr_i, e_i) in enumerate(exp.items()):
+        for k, variant in enumerate(e_i["runs"]):
+            x = 3 * i + k
+            losses = [max(r["test_loss"], 1e-8) for r in e_i["runs"][variant]]
+            cx.semilogy(np.full(len(losses), x) + np.linspace(-0.15, 0.15, len(losses)), losses,
+                        "o", color=f"C{k}", ms=4, alpha=0.7,
+                        label=variant if i == 0 else None)
+            cx.plot([x - 0.3, x + 0.3], [np.median(losses)] * 2, color="k", lw=2)
+    cx.set_xticks([3 * i + 1 for i in range(len(exp))], [f"ε = {lr_i:g}" for lr_i in exp])
+    cx.set(ylabel="test loss after training (floored at 1e-8)",
+           title="Final loss per seed (bars: medians)")
+    cx.legend(fontsize="small")
+    return axes
+
+
+def plot_clip_vectors(g, g_norm, g_value, max_norm: float, max_value: float, ax=None):
+    """Section 6.4's figure: the ball ‖g‖ ≤ c and the box |g_i| ≤ c, the direction of g, and
+    g clipped by norm and by value (arrows).  Returns the Axes."""
+    import matplotlib.pyplot as plt
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5, 5))
+    t = np.linspace(0, 2 * np.pi, 200)
+    c, v = max_norm, max_value
+    g = torch.as_tensor(g, dtype=torch.float64)
+    ax.plot(c * np.cos(t), c * np.sin(t), color="tab:blue", lw=0.8, label=rf"$\|g\| \leq {c:g}$")
+    ax.plot([-v, v, v, -v, -v], [-v, -v, v, v, -v], color="tab:orange", lw=0.8,
+            label=rf"$|g_i| \leq {v:g}$")
+    ax.plot([0, 1.4 * g[0] / g.norm()], [0, 1.4 * g[1] / g.norm()], "k--", label="direction of $g$")
+    for vec, color, label in [(g_norm, "tab:blue", "clipped by norm"),
+                              (g_value, "tab:orange", "clipped by value")]:
+        ax.annotate("", xy=torch.as_tensor(vec).tolist(), xytext=(0, 0),
+                    arrowprops=dict(arrowstyle="->", color=color, lw=2))
+        ax.plot([], [], color=color, lw=2, label=label)
+    ax.set(xlim=(-1.5, 0.5), ylim=(-1.5, 0.5), aspect="equal", xlabel=r"$g_w$", ylabel=r"$g_b$",
+           title=f"Norm clipping keeps the direction;\nvalue clipping turns it by "
+                 f"{angle_between(g, g_value):.0f}°")
+    ax.legend(loc="upper left", fontsize="small")
+    return ax
