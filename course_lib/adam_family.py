@@ -41,6 +41,7 @@ import torch
 from course_lib.optim import Adam, AdamW, NAdam, adam_update
 from course_lib.optim._base import (FirstOrderOptimizer, check_betas, check_eps, check_lr,
                                     check_nonnegative)
+from course_lib.utils import shared_result
 
 __all__ = [
     "adam_update_uncorrected", "AdamNoBiasCorrection", "bias_correction_factor", "first_steps",
@@ -491,6 +492,7 @@ def fixed_point_of(task: ScaledLogisticTask, method: str, weight_decay: float = 
     return adamw_fixed_point(task, weight_decay if method == "AdamW" else lambda_free)
 
 
+@shared_result
 def weight_decay_experiment(task: ScaledLogisticTask, lambdas=WD_LAMBDAS, lr: float = WD_LR,
                             steps: int = WD_STEPS) -> dict:
     """Every (method, λ) of the chapter: ``{("Adam", 0.0): fit, ("Adam + L2", λ): fit,
@@ -505,6 +507,7 @@ def weight_decay_experiment(task: ScaledLogisticTask, lambdas=WD_LAMBDAS, lr: fl
     return fits
 
 
+@shared_result
 def weight_decay_network(splits: dict, lambdas=WD_NET_LAMBDAS, lr: float = WD_NET_LR,
                          seeds=WD_NET_SEEDS, model: str = "mlp") -> dict:
     """The chapter's MNIST-1D ``model`` trained with plain Adam, with Adam + L2

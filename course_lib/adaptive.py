@@ -58,6 +58,7 @@ import torch
 
 from course_lib.landscapes import Landscape, Quadratic
 from course_lib.optim import SGD, Adadelta, Adagrad, RMSprop
+from course_lib.utils import shared_result
 
 __all__ = [
     "effective_lr", "NoisyQuadratic", "SparseRegression", "RateRun", "run_phases",
@@ -454,6 +455,7 @@ def tuned_sparse(settings: Mapping | None = None) -> dict:
 # ----------------------------------------------------------------------------------------
 # AdaGrad's shrinking rate, RMSProp's level one, and a minimum that moves
 # ----------------------------------------------------------------------------------------
+@shared_result
 def switch_experiment(before: Landscape, after: Landscape, steps: tuple[int, int],
                       optimizers: Mapping[str, tuple[Callable, dict]], *, fit_from: int = 100,
                       level_from: int = 500, tol: float = 0.05, seed: int = 0) -> dict:
@@ -546,6 +548,7 @@ def switch_replicates(steps: tuple[int, int], replicates: int, settings: Mapping
 # ----------------------------------------------------------------------------------------
 # Centered RMSProp on a noisy slope
 # ----------------------------------------------------------------------------------------
+@shared_result
 def centered_vs_plain(snrs, *, lr: float = 0.01, alpha: float = 0.99, noise: float = 1.0,
                       steps: int = 2000, burn_in: int = 500, replicates: int = 1,
                       seed: int = 0) -> dict[str, np.ndarray]:
@@ -646,6 +649,7 @@ def unit_exponents(cs, ratios: Mapping[str, np.ndarray]) -> dict[str, float]:
 # ----------------------------------------------------------------------------------------
 # Sparse features
 # ----------------------------------------------------------------------------------------
+@shared_result
 def sparse_experiment(problem: SparseRegression, optimizers: Mapping[str, tuple[Callable, dict]],
                       steps: int, rare, *, seed: int = 0) -> dict:
     r"""Optimizers on :class:`SparseRegression`: who learns the weights of the rare features?

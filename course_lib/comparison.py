@@ -44,6 +44,7 @@ from course_lib.landscapes import (Beale, Landscape, Quadratic, Rosenbrock, Sadd
 from course_lib.models import mlp, small_cnn
 from course_lib.optim import OPTIMIZERS, SGD, Adam
 from course_lib.train import History, TrainingDiverged, evaluate, train
+from course_lib.utils import shared_result
 
 __all__ = [
     "COMPARED", "make_optimizer", "LANDSCAPES", "make_landscape", "LandscapeSweep",
@@ -228,6 +229,7 @@ def sweep_landscape(landscape: str, optimizer: str, lrs=None,
     return LandscapeSweep(optimizer, landscape, lrs, runs, scores, J.min_value)
 
 
+@shared_result
 def compare_on_landscape(landscape: str, optimizers=COMPARED,
                          steps: int = LANDSCAPE_STEPS) -> dict[str, LandscapeSweep]:
     """:func:`sweep_landscape` for every optimizer: name → LandscapeSweep."""
@@ -442,6 +444,7 @@ def sweep_network(model: str, optimizer: str, splits: dict, lrs=None,
                          for lr in lrs])
 
 
+@shared_result
 def compare_on_mnist1d(model: str, splits: dict, optimizers=COMPARED,
                        epochs: int | None = None, seeds=NET_SEEDS) -> dict[str, NetworkSweep]:
     """:func:`sweep_network` for every optimizer: name → NetworkSweep."""

@@ -47,6 +47,7 @@ import torch
 
 from course_lib.curvature import GradientCurvature, gradient_curvature
 from course_lib.landscapes import Landscape, Quadratic
+from course_lib.utils import shared_result
 
 __all__ = [
     "TaylorCheck", "taylor_check", "gd_losses", "largest_stable_lr", "iterations_to_tolerance",
@@ -303,6 +304,7 @@ def largest_stable_lr(landscape: Landscape, steps: int = STABILITY_STEPS, rel_to
     return lo
 
 
+@shared_result
 def stability_wall(kappas=WALL_KAPPAS, ratios=WALL_RATIOS, steps: int = WALL_STEPS,
                    dim: int = SWEEP_DIM, seed: int = SWEEP_SEED) -> np.ndarray:
     r"""J(θ_T)/J(θ₀) after T = ``steps`` steps of gradient descent with ε = r·2/λ_max.
@@ -378,6 +380,7 @@ class ConditioningSweep(NamedTuple):
         return float(np.polyfit(np.log(self.kappas), np.log(self.iterations), 1)[0])
 
 
+@shared_result
 def conditioning_sweep(kappas=SWEEP_KAPPAS, dim: int = SWEEP_DIM, tol: float = SWEEP_TOL,
                        seed: int = SWEEP_SEED, steps: int = STABILITY_STEPS) -> ConditioningSweep:
     r"""For each κ: the largest stable ε by bisection, and the iterations to reach ``tol``.
@@ -521,6 +524,7 @@ def figure_8_1_run(num_samples: int = FIG81["num_samples"], hidden=FIG81["hidden
     return Figure81Run(log, model, (X, y))
 
 
+@shared_result
 def figure_8_1_seeds(seeds=FIG81_SEEDS, **kwargs) -> dict[int, Figure81Run]:
     """:func:`figure_8_1_run` for each seed (θ₀ and batch order), other settings as
     ``kwargs``: seed → Figure81Run."""
@@ -624,6 +628,7 @@ class EdgeRun(NamedTuple):
         return float(self.rises[sel].mean()) if sel.any() else math.nan
 
 
+@shared_result
 def edge_of_stability_run(lr: float, steps: int = EOS["steps"], seed: int = 0,
                           num_samples: int = EOS["num_samples"], hidden=EOS["hidden"]) -> EdgeRun:
     """Gradient descent θ ← θ − ε∇J(θ) on the full MNIST-1D training set (``num_samples``

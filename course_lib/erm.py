@@ -43,6 +43,7 @@ from course_lib.data import (GaussianClassificationTask, PolynomialRegressionTas
 from course_lib.models import mlp
 from course_lib.optim import SGD, Adam
 from course_lib.train import EarlyStopping, train
+from course_lib.utils import shared_result
 
 __all__ = [
     # 1. risk and empirical risk
@@ -189,6 +190,7 @@ class RiskSweep:
         return int(self.values[int(np.argmin(self.median_true_risk))])
 
 
+@shared_result
 def risk_vs_degree(task: PolynomialRegressionTask, n: int = POLY_N,
                    degrees: Sequence[int] = POLY_DEGREES, repeats: int = POLY_REPEATS,
                    seed: int = SEED) -> RiskSweep:
@@ -228,6 +230,7 @@ def loss_std(task: PolynomialRegressionTask, predict: Callable, n_nodes: int = P
     return float(math.sqrt(max(second - first ** 2, 0.0)))
 
 
+@shared_result
 def risk_vs_n(task: PolynomialRegressionTask, model: Callable, ns: Sequence[int] = POLY_NS,
               repeats: int = POLY_N_REPEATS, degree: int = POLY_FIXED_DEGREE,
               seed: int = SEED + 1) -> tuple[RiskSweep, RiskSweep]:
@@ -376,6 +379,7 @@ def nonzero_gradient_fraction(fn: Callable, thetas: torch.Tensor, hs: Sequence[f
                      for h in hs])
 
 
+@shared_result
 def gradient_study(X: torch.Tensor, y: torch.Tensor, hs: Sequence[float] = FD_STEPS,
                    n_points: int = FD_POINTS, seed: int = SEED) -> dict[str, dict]:
     """Gradients of the 0-1 loss and of the NLL of a linear classifier on (X, y), at `n_points`
@@ -490,6 +494,7 @@ def train_logistic_regression(X: torch.Tensor, y: torch.Tensor, *, steps: int = 
     return LogisticRun(thetas, np.array(nll), np.array(err), true)
 
 
+@shared_result
 def separation_study(task: GaussianClassificationTask, seeds: Sequence[int] = SEP_SEEDS,
                      n: int = SEP_N, steps: int = SEP_STEPS, lr: float = SEP_LR) -> dict:
     """Gradient descent on the NLL for the training set of each seed; returns arrays over seeds:
@@ -601,6 +606,7 @@ def stopping_epochs(values: Sequence[float], patience: int, mode: str = "min") -
     return len(values), best_epoch
 
 
+@shared_result
 def early_stopping_experiment(n: int = ES_N, hidden: tuple[int, ...] = ES_HIDDEN, lr: float = ES_LR,
                               patience: int = ES_PATIENCE, epochs: int = ES_EPOCHS,
                               seed: int = SEED, monitor: str = "val_loss") -> EarlyStoppingResult:

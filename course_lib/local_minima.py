@@ -40,6 +40,7 @@ from course_lib.landscapes import Landscape, LocalMinima, run_optimizer
 from course_lib.models import mlp
 from course_lib.optim import SGD
 from course_lib.utils import single_thread
+from course_lib.utils import shared_result
 
 __all__ = [
     "TASK", "SMALL_HIDDEN", "WIDE_HIDDEN", "SEEDS", "TRAINING", "CRITICAL_RATIO", "TILT",
@@ -491,6 +492,7 @@ def _stacked_forward(tensors: list[torch.Tensor], act: nn.Module,
     return h
 
 
+@shared_result
 def train_from_many_seeds(X: torch.Tensor, y: torch.Tensor, hidden: Sequence[int],
                           seeds: Sequence[int] = SEEDS, steps: int = TRAINING["steps"],
                           optimizer: Callable = SGD, activation: str = "relu",

@@ -56,6 +56,7 @@ import torch
 
 from course_lib.models import VanillaRNN
 from course_lib.utils import single_thread
+from course_lib.utils import shared_result
 
 __all__ = [
     "matrix_with_eigenvalues", "eigen_power", "power_iterates", "power_norms",
@@ -371,6 +372,7 @@ def rnn_gradient_experiment(radius: float, activation: str = "tanh", steps: int 
     return RNNGradients(float(radius), activation, T, norms, rate, s)
 
 
+@shared_result
 def rnn_gradient_rates(radii: Sequence[float] = RADII, activations=_ACTIVATIONS,
                        **kw) -> dict[tuple[float, str], RNNGradients]:
     """:func:`rnn_gradient_experiment` for every (r(W), activation): the chapter's main table."""
@@ -530,6 +532,7 @@ class DepthComparison(NamedTuple):
         return rates, np.log(self.shared_radius)
 
 
+@shared_result
 def compare_shared_independent(**kw) -> DepthComparison:
     """:func:`backprop_norms` with ``shared=True`` and ``shared=False``, same settings
     (keywords as for :func:`backprop_norms`), and r(W) of every shared matrix."""
@@ -700,6 +703,7 @@ class LatchingExperiment(NamedTuple):
                          for row in self.runs])
 
 
+@shared_result
 def latching_experiment(lags: Sequence[int] = LAGS, seeds: Sequence[int] = LATCH["seeds"],
                         **settings) -> LatchingExperiment:
     """The chapter's learning experiment: a vanilla RNN trained on the latching task at every

@@ -47,6 +47,7 @@ from course_lib.data import GaussianClassificationTask, mnist1d
 from course_lib.models import mlp
 from course_lib.optim import SGD
 from course_lib.train import TrainingDiverged, evaluate, train
+from course_lib.utils import shared_result
 
 __all__ = [
     "mnist1d_mlp", "per_example_gradients", "gradient_moments",
@@ -204,6 +205,7 @@ class NoiseResult(NamedTuple):
         return float(self.noise.std_error[sizes.index(small)] / self.noise.std_error[sizes.index(large)])
 
 
+@shared_result
 def gradient_noise_experiment(batch_sizes=NOISE_BATCH_SIZES, n_batches: int = 30,
                               hidden: tuple[int, ...] = (64,), seed: int = 0) -> NoiseResult:
     """The standard error of the minibatch gradient against B, at θ₀ of :func:`mnist1d_mlp`.
@@ -288,6 +290,7 @@ def _flat_grad(model, loss_fn, X, y) -> torch.Tensor:
     return torch.cat([g.reshape(-1) for g in torch.autograd.grad(loss_fn(model(X), y), params)])
 
 
+@shared_result
 def redundancy_experiment(per_class: int = 2, copies: int = 100, batch_size: int = 20,
                           lr: float = 0.1, steps: int = 80, eval_every: int = 2,
                           target: float = 0.5, seed: int = 0) -> RedundancyResult:
@@ -512,6 +515,7 @@ class StabilityResult(NamedTuple):
         return float(self.lrs[int(np.argmin(self.final_losses[b]))])
 
 
+@shared_result
 def stability_experiment(batch_sizes=STABILITY_BATCH_SIZES, lrs=STABILITY_LRS,
                          steps: int = STABILITY_STEPS, blowup: float = STABILITY_BLOWUP,
                          n: int = 1024, seed: int = 0, seeds=STABILITY_SEEDS) -> StabilityResult:
@@ -575,6 +579,7 @@ class OrderingRun(NamedTuple):
     test_loss: float
 
 
+@shared_result
 def ordering_experiment(epochs: int = 5, batch_size: int = 64, lr: float = 0.1,
                         seed: int = 0) -> dict[str, OrderingRun]:
     """The same SGD (same θ₀, ε, B) on MNIST-1D with three orders of the examples:
@@ -664,6 +669,7 @@ class GeneralizationResult(NamedTuple):
     n_train: int
 
 
+@shared_result
 def generalization_experiment(n_train: int = 40, batch_size: int = 10, lr: float = 0.1,
                               steps: int = 500, n_checkpoints: int = 25, dim: int = 20,
                               seed: int = 0, return_models: bool = False):
@@ -751,6 +757,7 @@ def gradient_bias(task, model: nn.Module, X_train: torch.Tensor, y_train: torch.
 # ---------------------------------------------------------------------------------------------
 # The widget: loss against examples seen
 
+@shared_result
 @functools.lru_cache(maxsize=32)
 def loss_vs_examples(batch_size: int, lr: float, examples: int = 16000, n_points: int = 16,
                      seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -834,6 +841,7 @@ class BatchSizeStudy(NamedTuple):
     seeds: tuple
 
 
+@shared_result
 def batch_size_study(batch_sizes=TUNE_BATCH_SIZES, lrs=None, seeds=TUNE_SEEDS,
                      examples: int = TUNE_EXAMPLES, target: float = TUNE_TARGET,
                      min_steps: int = TUNE_STEPS_MIN, n_points: int = 64) -> BatchSizeStudy:

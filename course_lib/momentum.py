@@ -59,6 +59,7 @@ import torch
 
 from course_lib.landscapes import Landscape, Quadratic, run_optimizer
 from course_lib.optim import SGD
+from course_lib.utils import shared_result
 
 __all__ = [
     "FIG85", "FORMS", "TERMINAL_ALPHAS", "TERMINAL_STEPS", "HEATMAP_KAPPA", "HEATMAP_ALPHAS",
@@ -762,6 +763,7 @@ class RateSweep(NamedTuple):
         return {m: self.slope(m) for m in self.steps}
 
 
+@shared_result
 def rate_sweep(kappas=RATE_KAPPAS, dim: int = RATE_DIM, tol: float = RATE_TOL,
                kind: str = RATE_SPECTRUM, methods=METHODS) -> RateSweep:
     r"""For each κ: the steps each method needs to shrink the error by ``tol``.
@@ -1056,6 +1058,7 @@ def _grid_first_below(lam: np.ndarray, lr: np.ndarray, alpha: np.ndarray, nester
     return out
 
 
+@shared_result
 def tuning_grid(condition_number: float = GRID["condition_number"], dim: int = GRID["dim"],
                 tol: float = GRID["tol"], max_steps: int = GRID["max_steps"],
                 lrs=GRID["lrs"], alphas=GRID["alphas"],
@@ -1127,6 +1130,7 @@ class BeyondQuadratics(NamedTuple):
         return float(np.max(gap[1:, keep] / bound[1:, keep]))
 
 
+@shared_result
 def beyond_quadratics(starts=LESSARD["starts"], steps: int = LESSARD["steps"],
                       tol: float = LESSARD["tol"]) -> BeyondQuadratics:
     """Run the heavy ball with Polyak's quadratic-optimal (ε, α) and Nesterov with
@@ -1161,6 +1165,7 @@ class EffectiveStepRuns(NamedTuple):
         return {a: self.effective_lrs[int(np.argmin(m[:, j]))] for j, a in enumerate(self.alphas)}
 
 
+@shared_result
 def effective_step_experiment(**settings) -> EffectiveStepRuns:
     r"""An MLP (40 → 64 → 10, float64) on MNIST-1D trained with :func:`course_lib.train.train`
     by SGD with momentum α and ε = ε_eff (1 − α), for every effective step ε_eff of

@@ -57,6 +57,7 @@ from course_lib.data import mnist1d, train_val_split
 from course_lib.models import mlp
 from course_lib.optim import SGD, Adam
 from course_lib.train import History, TrainingDiverged, train, update_norms
+from course_lib.utils import shared_result
 
 __all__ = [
     "OPTIMIZER_NAMES", "mnist1d_splits", "make_model", "make_optimizer", "UpdateRatioMonitor",
@@ -229,6 +230,7 @@ class Run:
         return float(self.history.epochs["val_loss"][-1])
 
 
+@shared_result
 def train_run(optimizer: str, lr: float, *, epochs: int = EPOCHS, hidden=HIDDEN,
               batch_size: int = BATCH, n_train: int | None = None, splits: dict | None = None,
               seed: int = 0, model_seed: int = MODEL_SEED, tensorboard=None) -> Run:
@@ -341,6 +343,7 @@ class Sweep:
         return math.log10(max(band) / min(band)) if band else math.nan
 
 
+@shared_result
 def lr_sweep(optimizer: str, lrs=SWEEP_LRS, seeds=(0,), **kwargs) -> Sweep:
     """:func:`train_run` ``(optimizer, lr, seed=k, model_seed=k, **kwargs)`` for every ε in
     ``lrs`` and every k in ``seeds`` (each seed draws its own θ₀ and batch order)."""

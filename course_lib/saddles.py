@@ -49,6 +49,7 @@ import numpy as np
 import torch
 
 from course_lib.landscapes import Landscape, Plateau, Saddle, Trajectory, newton_path
+from course_lib.utils import shared_result
 
 __all__ = [
     "hessian_index", "classify_critical_point", "goe_matrices", "fraction_positive_definite",
@@ -260,6 +261,7 @@ class MinimaCensus(NamedTuple):
         return float(np.polyfit(self.dims, np.log(self.p_min), 1)[0])
 
 
+@shared_result
 def minima_fraction_by_dimension(dims: Sequence[int] = GOE_DIMS, samples: int = GOE_SAMPLES,
                                  seed: int = 0, method: str = "sequential") -> MinimaCensus:
     """:func:`fraction_positive_definite` for each n in ``dims`` (seed ``seed + n``)."""
@@ -383,6 +385,7 @@ def census(landscape: Landscape, points, labels: list | None = None,
                           None if labels is None else [labels[i] for i in order.tolist()])
 
 
+@shared_result
 def find_critical_points(landscape: Landscape, starts=FIELD_STARTS, box=FIELD_BOX,
                          iters: int = 25, tol: float = 1e-9, max_step: float = 0.5,
                          merge_tol: float = 1e-6, seed: int = 0) -> CriticalPoints:
@@ -610,6 +613,7 @@ def steps_within(traj: Trajectory, point, radius: float) -> int:
     return int((distance_to(traj, point) < _check_positive("radius", radius)).sum())
 
 
+@shared_result
 def saddle_methods(start=SADDLE_START, steps: int = SADDLE_STEPS, lr: float = SADDLE_LR,
                    landscape: Landscape | None = None) -> dict[str, Trajectory]:
     r"""Gradient descent, Newton and saddle-free Newton from the same start.

@@ -71,6 +71,7 @@ from course_lib.data import mnist1d
 from course_lib.models import small_cnn
 from course_lib.optim import SGD
 from course_lib.train import History, TrainingDiverged, evaluate, train
+from course_lib.utils import shared_result
 
 __all__ = [
     "KINDS", "COMPARE_KINDS", "RunConfig", "COMPARE", "ScalingConfig", "SCALING",
@@ -460,6 +461,7 @@ NQM_PEAKS = (0.1, 0.25, 0.5, 1.0, 1.5, 1.9)
 NQM_KINDS = ("constant", "linear", "exponential")
 
 
+@shared_result
 def nqm_comparison(kinds=NQM_KINDS, peaks=NQM_PEAKS, total_steps: int = 300,
                    model: NoisyQuadratic = NQM) -> dict[str, np.ndarray]:
     """kind → E[J(θ_T)] after ``total_steps`` updates of each schedule of :func:`make_schedule`
@@ -736,6 +738,7 @@ def compare_tuned(a: Tuning, b: Tuning) -> str:
     return "tie"
 
 
+@shared_result
 def tune_schedules(grids: dict | None = None, seeds=TUNE_SEEDS,
                    config: RunConfig = COMPARE) -> dict[str, Tuning]:
     """Each schedule of ``grids`` (kind → its peaks ε; default :data:`TUNED_PEAKS`) trained as in
@@ -813,6 +816,7 @@ def _scaling_plan(config: ScalingConfig) -> dict[str, tuple[RunConfig, Factory, 
     }
 
 
+@shared_result
 def scaling_experiment(config: ScalingConfig = SCALING) -> dict[str, ScheduleRun]:
     r"""Goyal et al.'s recipe on MNIST-1D: every run lasts ``config.epochs`` epochs and its ε
     follows a cosine down to 0.1 % of its peak; θ₀ is He-initialized (:func:`chapter_model`).
@@ -851,6 +855,7 @@ def _top_eigenvalue(model, data, seed: int, iters: int, n: int = SHARPNESS_EXAMP
     return float(lam)
 
 
+@shared_result
 def early_sharpness(config: ScalingConfig = SCALING, epochs: int = 1,
                     iters: int = 30) -> Sharpness:
     r"""λ_max at the θ₀ of :func:`scaling_experiment`, and after its first ``epochs`` epochs with

@@ -62,6 +62,7 @@ from scipy.special import zeta
 
 from course_lib.landscapes import Quadratic
 from course_lib.minibatch import largest_stable_lr
+from course_lib.utils import shared_result
 
 __all__ = [
     "NoisyLinearRegression", "LeastSquares", "flops_per_update", "minibatch_sgd",
@@ -459,6 +460,7 @@ def _method_name(batch_size: int, n: int) -> str:
     return "SGD" if batch_size == 1 else "minibatch SGD"
 
 
+@shared_result
 def compare_algorithms(n: int = COMPARE["n"], batch_sizes=COMPARE["batch_sizes"],
                        epochs: int = COMPARE["epochs"], ratios=COMPARE["ratios"],
                        data_seed: int = COMPARE["data_seed"], seed: int = COMPARE["seed"],
@@ -614,6 +616,7 @@ SCHEDULE_POWERS = {"constant": 0.0, "1/(1+k/τ)": 1.0, "1/(1+k/τ)²": 2.0}
 LINEAR_LABEL = "linear, then ε₀/100"
 
 
+@shared_result
 def schedule_experiment(lr0: float = SCHEDULES["lr0"], tau: float = SCHEDULES["tau"],
                         tau_linear: int = SCHEDULES["tau_linear"],
                         steps: int = SCHEDULES["steps"], n_runs: int = SCHEDULES["n_runs"],
@@ -655,6 +658,7 @@ class FloorResult(NamedTuple):
         return loglog_slope(self.lrs, getattr(self, which)[b])
 
 
+@shared_result
 def noise_floor_experiment(lrs=FLOOR["lrs"], batch_sizes=FLOOR["batch_sizes"],
                            steps: int = FLOOR["steps"], burn_in: int = FLOOR["burn_in"],
                            n_runs: int = FLOOR["n_runs"], seed: int = FLOOR["seed"],
