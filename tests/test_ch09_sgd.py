@@ -519,7 +519,14 @@ def test_network_noise_floor_small_run_and_plot():
 def test_network_floor_printed():
     """What section 9.5 prints (stored output; nbval re-runs it).  Spread over native,
     ATEN_CPU_CAPABILITY=default and avx2: median ratio 0.82-0.83, range 0.53..0.95, p 1.21-1.22,
-    q 1.03-1.04, same-ε/B ratios 1.11..1.51, drift ≤ 0.24, tr C 5.2: all print the same."""
+    q 1.03-1.04, same-ε/B ratios 1.11..1.51, drift ≤ 0.24, tr C 5.2: all print the same.
+
+    Reruns behind the prose's hedges (review, native kernels, not re-run here: 14 s and 47 s):
+    seeds=(3, 4, 5): tr C 5.9, 132, 68; ratios 0.80..1.45 (B = 4: 1.13 1.45 1.36 1.10 0.80),
+    p 0.94, q 1.09, same-ε/B 0.68..1.01, drift ≤ 0.38.  steps=3200, window=1600 (seeds 0-2):
+    ratios B = 4: 0.96..1.03, B = 16: 0.79..0.84, p 1.02, q 1.15, same-ε/B 0.82..0.84.  So the
+    factor of two survives; "from below", p > 1 and same-ε/B > 1 are effects of the short runs
+    and of these three minima (the prose says so)."""
     from stored import stored_numbers, stored_text
     text = stored_text("09_sgd", "st.network_noise_floor()")
     trace = stored_numbers(text, "tr C at θ̂ (median of the seeds) =")[0]
