@@ -966,8 +966,8 @@ def network_experiment(settings: Mapping | None = None) -> dict:
     _check("settings", (T, T_long), T in S["record"] and T_long in S["record"] and T < T_long,
            "epochs < long_epochs, both among the recording epochs")
     splits = mnist1d_splits()
-    out = {k: {} for k in ("grid", "grid_seeds", "grid_lrs", "best", "interior", "grid_slope", "runs", "loss",
-                           "rates", "slope", "late_slope", "loss_slope", "late_loss_slope",
+    out = {k: {} for k in ("grid", "grid_seeds", "grid_lrs", "best", "interior", "grid_slope",
+                           "runs", "loss", "rates", "slope", "late_slope", "loss_slope", "late_loss_slope",
                            "loss_at_T", "loss_at_end")}
 
     def slope(epochs, y, lo, hi):
