@@ -38,7 +38,10 @@ Contents:
   skeptic's checks (each method's ε tuned on a grid; the spread over noise draws).
 - :func:`network_run`, :func:`network_experiment`, :func:`layer_rate_quantiles`: AdaGrad against
   RMSProp on the MNIST-1D MLP, trained by :func:`course_lib.train.train`, with the quantiles of
-  ε_{t,i} per layer over training (does AdaGrad stall on a real network?).
+  ε_{t,i} per layer over training (does AdaGrad stall on a real network?); :func:`tuned_index`
+  (a grid's tuned point, robust to near-ties), :func:`rank_at` (which method is ahead at an
+  epoch, and whether their seeds separate) and :func:`network_report` (what the chapter prints,
+  at the precision that holds on every CPU).
 - :func:`plot_scaled`, :func:`plot_switch`, :func:`plot_centered`, :func:`plot_units`,
   :func:`plot_network`: the chapter's figures.
 - :func:`explorer_run`, :func:`rate_explorer`: the chapter's widget (optimizer, ε, ρ, rotation
@@ -66,7 +69,8 @@ __all__ = [
     "centered_vs_plain", "UNIT_POWERS", "state_in_units", "unit_step_ratio", "unit_exponents",
     "sparse_experiment", "preconditioned_condition_number", "OPTIMIZER_CHOICES",
     "explorer_run", "rate_explorer", "tune_lr", "switch_replicates", "layer_parameters",
-    "layer_rate_quantiles", "NetworkRun", "network_run", "network_experiment", "plot_network",
+    "layer_rate_quantiles", "NetworkRun", "network_run", "tuned_index", "network_experiment",
+    "rank_at", "network_report", "plot_network",
     "plot_scaled", "plot_switch", "plot_centered", "plot_units", "sparse_score", "tuned_rotated",
     "tuned_sparse",
 ]
@@ -916,18 +920,37 @@ def network_run(method: str, lr: float, seed: int, epochs: int, *, splits: dict 
     return run
 
 
+def tuned_index(losses) -> int:
+    """The tuned point of a grid from ``losses`` (len(grid), n_seeds), the grid in increasing
+    order: the *first* (smallest ε) whose median over the seeds is within the seed range of the
+    lowest median, i.e. not above the worst seed of the grid point with the lowest median.
+
+    A plain argmin of the medians is decided by the last bits when two grid points' medians
+    differ by less than the seeds scatter (the CPU's rounding then picks the winner); among
+    such ties this rule takes the smaller, more cautious ε, so the choice is the same on every
+    CPU unless the margin itself is that small."""
+    losses = np.asarray(losses, dtype=float)
+    _check("losses", losses.shape, losses.ndim == 2 and losses.size > 0,
+           "a non-empty array (len(grid), n_seeds)")
+    med = np.median(losses, 1)
+    lowest = int(np.argmin(med))
+    return int(np.flatnonzero(med <= losses[lowest].max())[0])
+
+
 def network_experiment(settings: Mapping | None = None) -> dict:
     r"""AdaGrad against RMSProp on the MNIST-1D MLP: tune ε, then watch ε_{t,i} and the loss.
 
     1. For each method and each ε of ``settings["grid"][method]``, one run per seed of
-       ``settings["seeds"]`` to ``settings["epochs"]`` (T); the tuned ε minimizes the median
-       over seeds of the training loss at T (and must not be at the grid's edge).
+       ``settings["seeds"]`` to ``settings["epochs"]`` (T); the tuned ε is the smallest one
+       whose median over seeds of the training loss at T is within the seed range of the
+       lowest median (:func:`tuned_index`; it must not be at the grid's edge).
     2. The tuned runs continue to ``settings["long_epochs"]`` (a run several times longer:
        does the conclusion survive?).
 
     Returns a dict:
 
-    - ``'grid'``: method → (len(grid),) median training loss at T; ``'grid_lrs'``: the grids;
+    - ``'grid'``: method → (len(grid),) median training loss at T; ``'grid_seeds'``: method →
+      (len(grid), n_seeds) the training loss of each seed at T; ``'grid_lrs'``: the grids;
     - ``'best'``: method → the tuned ε; ``'interior'``: method → whether it is inside the grid;
     - ``'grid_slope'``: method → (len(grid), n_layers) the exponent a of the median
       ε_{t,i} ∝ t^a, fitted over ``fit_from`` ≤ epoch ≤ T, for each ε of the grid;
@@ -947,8 +970,8 @@ def network_experiment(settings: Mapping | None = None) -> dict:
     _check("settings", (T, T_long), T in S["record"] and T_long in S["record"] and T < T_long,
            "epochs < long_epochs, both among the recording epochs")
     splits = mnist1d_splits()
-    out = {k: {} for k in ("grid", "grid_lrs", "best", "interior", "grid_slope", "runs", "loss",
-                           "rates", "slope", "late_slope", "loss_slope", "late_loss_slope",
+    out = {k: {} for k in ("grid", "grid_seeds", "grid_lrs", "best", "interior", "grid_slope",
+                           "runs", "loss", "rates", "slope", "late_slope", "loss_slope", "late_loss_slope",
                            "loss_at_T", "loss_at_end")}
 
     def slope(epochs, y, lo, hi):
@@ -958,9 +981,11 @@ def network_experiment(settings: Mapping | None = None) -> dict:
     for method, lrs in S["grid"].items():
         runs = {lr: [network_run(method, lr, s, T, splits=splits, settings=S) for s in S["seeds"]]
                 for lr in lrs}
-        final = np.array([np.median([r.loss[-1] for r in runs[lr]]) for lr in lrs])
-        k = int(np.argmin(final))
+        per_seed = np.array([[r.loss[-1] for r in runs[lr]] for lr in lrs])
+        final = np.median(per_seed, 1)
+        k = tuned_index(per_seed)
         out["grid"][method], out["grid_lrs"][method] = final, tuple(lrs)
+        out["grid_seeds"][method] = per_seed
         out["best"][method], out["interior"][method] = lrs[k], 0 < k < len(lrs) - 1
         ep = runs[lrs[0]][0].epochs
         out["grid_slope"][method] = np.array([
@@ -983,6 +1008,80 @@ def network_experiment(settings: Mapping | None = None) -> dict:
         out["loss_at_T"][method] = float(loss[list(ep).index(T)])
         out["loss_at_end"][method] = float(loss[-1])
     return out
+
+
+def rank_at(result: dict, epoch: int) -> dict:
+    """Which method of :func:`network_experiment`'s ``result`` has the lower median training
+    loss after ``epoch`` epochs: ``{'lower': method, 'higher': method, 'ratio': the higher
+    median / the lower one, 'separated': whether every seed of the lower one is below every
+    seed of the higher one}``."""
+    epochs = list(result["epochs"])
+    _check("epoch", epoch, epoch in epochs, f"one of the recorded epochs {epochs}")
+    seeds = {m: np.array([r.loss[epochs.index(epoch)] for r in runs])
+             for m, runs in result["runs"].items()}
+    lower, higher = sorted(seeds, key=lambda m: np.median(seeds[m]))
+    return {"lower": lower, "higher": higher,
+            "ratio": float(np.median(seeds[higher]) / np.median(seeds[lower])),
+            "separated": bool(seeds[lower].max() < seeds[higher].min())}
+
+
+def _halves(x: float) -> str:
+    """x rounded to the nearest multiple of 1/2, written as 0, -1/2, -1, -3/2, ..."""
+    k = int(round(2 * x))
+    if k == 0:
+        return "0"
+    sign = "-" if k < 0 else "+"
+    return f"{sign}{abs(k) // 2}" if k % 2 == 0 else f"{sign}{abs(k)}/2"
+
+
+def network_report(result: dict, settings: Mapping | None = None) -> str:
+    """The lines the chapter prints about :func:`network_experiment`'s ``result``, each number at
+    the precision that held under every kernel set we measured (native, and
+    ``ATEN_CPU_CAPABILITY=default`` / ``avx2``; the trainings are chaotic, so most numbers move
+    in their second digit):
+
+    - the tuned ε of each method (:func:`tuned_index`) and whether it is inside its grid;
+    - the median ε_{t,i} of each layer after the first, the T-th and the last epoch, to one
+      significant digit;
+    - AdaGrad's exponents a of ε_{t,i} ∝ t^a, to one decimal (they moved by < 0.01);
+    - the training loss after the first epoch, to one significant digit;
+    - the loss exponents b, to the nearest 1/2 (they moved by up to 0.2 over epochs T to the end);
+    - which method is ahead after T and after the last epoch (:func:`rank_at`): at T with
+      whether the seeds separate, at the end with the ratio of the medians to one digit (the
+      seeds did not separate on every kernel set)."""
+    S = NETWORK if settings is None else settings
+    T, T_long, lo = S["epochs"], S["long_epochs"], S["fit_from"]
+    ep = list(result["epochs"])
+    one = lambda x: f"{x:.1g}"                          # noqa: E731
+    dec = lambda x: f"{round(float(x), 1) + 0.0:.1f}"   # noqa: E731  (no "-0.0")
+    pair = lambda xs, f: "(" + ", ".join(f(x) for x in xs) + ")"  # noqa: E731
+    lines = []
+    for method, lrs in result["grid_lrs"].items():
+        lines.append(f"{method}: tuned eps = {result['best'][method]:g} of "
+                     f"{', '.join(f'{lr:g}' for lr in lrs)} (inside the grid: "
+                     f"{result['interior'][method]})")
+    lines.append(f"median eps_t,i (layer 1, layer 2) after epochs 1, {T}, {T_long}:")
+    for method, rates in result["rates"].items():
+        lines.append(f"   {method}: " + ", ".join(pair(rates[ep.index(e), :, 1], one)
+                                                 for e in (1, T, T_long)))
+    grid = "; ".join(f"{lr:g}: {pair(a, dec)}" for lr, a in
+                     zip(result["grid_lrs"]["AdaGrad"], result["grid_slope"]["AdaGrad"]))
+    lines.append(f"AdaGrad's exponent a of eps_t,i ~ t^a (layer 1, layer 2) over epochs {lo}-{T} "
+                 f"for eps = {grid}")
+    lines.append(f"   at the tuned eps over epochs {T}-{T_long}: "
+                 f"{pair(result['late_slope']['AdaGrad'], dec)}")
+    lines.append("training loss after epoch 1: " + ", ".join(
+        f"{m} {one(loss[ep.index(1)])}" for m, loss in result["loss"].items()))
+    lines.append("exponent b of the training loss ~ t^b, to the nearest 1/2: " + "; ".join(
+        f"{m} {_halves(result['loss_slope'][m])} over epochs {lo}-{T}, "
+        f"{_halves(result['late_loss_slope'][m])} over {T}-{T_long}" for m in result["loss"]))
+    r = rank_at(result, T)
+    lines.append(f"lower median training loss after {T} epochs: {r['lower']} "
+                 f"(every seed below every seed of {r['higher']}: {r['separated']})")
+    r = rank_at(result, T_long)
+    lines.append(f"lower median training loss after {T_long} epochs: {r['lower']} "
+                 f"({r['higher']}'s is {one(r['ratio'])} times as high)")
+    return "\n".join(lines)
 
 
 def plot_network(result: dict, axes=None):

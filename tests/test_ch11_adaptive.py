@@ -487,21 +487,61 @@ def test_network_run_continues_as_one_run():
         ad.network_run("RMSProp", 0.02, 5, 3, splits=splits, run=part, settings=S)
 
 
+def test_tuned_index_takes_the_smaller_of_a_near_tie():
+    # medians 0.8, 0.49, 0.48: 0.49 is within the seed range of the lowest median -> index 1
+    assert ad.tuned_index([[0.8, 0.8, 0.8], [0.54, 0.49, 0.49], [0.47, 0.48, 0.6]]) == 1
+    # the same, but the seeds of the lowest no longer reach 0.49 -> the lowest median, index 2
+    assert ad.tuned_index([[0.8, 0.8, 0.8], [0.54, 0.49, 0.49], [0.47, 0.48, 0.485]]) == 2
+    assert ad.tuned_index([[0.5, 0.6], [0.3, 0.4]]) == 1
+    with pytest.raises(ValueError, match="Invalid losses"):
+        ad.tuned_index([0.1, 0.2])
+
+
+def test_halves_and_rank_at():
+    assert [ad._halves(x) for x in (-0.02, -0.3, -0.7, -1.6, -2.1, 0.3, 1.0)] == \
+        ["0", "-1/2", "-1/2", "-3/2", "-2", "+1/2", "+1"]
+
+    class Run:
+        def __init__(self, loss):
+            self.loss = np.array(loss)
+    result = {"epochs": np.array([1, 2]),
+              "runs": {"A": [Run([1.0, 0.3]), Run([2.0, 0.1]), Run([3.0, 0.2])],
+                       "B": [Run([4.0, 0.05]), Run([5.0, 0.9]), Run([6.0, 0.1])]}}
+    assert ad.rank_at(result, 1) == {"lower": "A", "higher": "B", "ratio": 2.5, "separated": True}
+    r = ad.rank_at(result, 2)
+    assert (r["lower"], r["separated"]) == ("B", False) and r["ratio"] == pytest.approx(2.0)
+    with pytest.raises(ValueError, match="Invalid epoch"):
+        ad.rank_at(result, 3)
+
+
 # ------------------------------------------------------------------ the network
-# The trainings are chaotic: under ATEN_CPU_CAPABILITY=default the RMSProp grid's near-tie (ε = 0.01
-# against 0.03, 0.494 against 0.489 at 20 epochs) goes the other way and the long runs' losses move
-# in their second digit, so the notebook's cell is not compared by nbval and this test asserts only
-# what held under native, default and avx2 kernels (measured margins in the comments).  It runs the
-# experiment once (~15 s of CPU).
+# The trainings are chaotic (RMSProp's ε = 0.03 against 0.01 at 20 epochs was 0.63 against 0.49 with
+# native and avx2 kernels, 0.489 against 0.494 under ATEN_CPU_CAPABILITY=default; the long runs'
+# losses move in their second digit), so network_report prints only what held under all three kernel
+# sets, and nbval compares that cell.  The experiment costs ~17 s of CPU: we read its claims from the
+# stored output (tests/stored.py) instead of running it a second time.
 def test_section7_network_adagrad_does_not_stall():
-    N = ad.network_experiment()
-    assert N["best"]["AdaGrad"] == 1.0 and N["interior"]["AdaGrad"]
-    assert N["best"]["RMSProp"] in (0.01, 0.03)                       # the near-tie
-    assert np.all(np.abs(N["slope"]["AdaGrad"]) < 0.05)                # -0.02, -0.005 (both kernels)
-    assert np.all(np.abs(N["late_slope"]["AdaGrad"]) < 0.05)           # -0.03, -0.006
-    np.testing.assert_allclose(N["grid_slope"]["AdaGrad"][0], -0.5, atol=0.1)  # -0.52, -0.43
-    for method in ("AdaGrad",):                                         # no stall: b steepens
-        assert N["late_loss_slope"][method] < N["loss_slope"][method] - 0.3  # -0.7 -> -1.5..-1.6
-    loss = {m: dict(zip(N["epochs"].tolist(), N["loss"][m])) for m in N["grid"]}
-    assert loss["AdaGrad"][20] < loss["RMSProp"][20]                  # 0.36 vs 0.49
-    assert loss["RMSProp"][100] < loss["AdaGrad"][100]                # 0.016 (0.002) vs 0.028 (0.034)
+    from stored import stored_numbers, stored_text
+    text = stored_text("11_adaptive", "ad.network_report(N)")
+    assert "AdaGrad: tuned eps = 1 of 0.1, 0.3, 1, 3 (inside the grid: True)" in text
+    assert "RMSProp: tuned eps = 0.01 of 0.003, 0.01, 0.03 (inside the grid: True)" in text
+    # median eps_t,i of (layer 1, layer 2) after epochs 1, 20, 100 (2.38..2.14, 0.80..0.77 on
+    # every kernel set): AdaGrad's hardly move; RMSProp's layer 2 falls, then rises (1.03, 0.70,
+    # 1.03..1.07)
+    assert stored_numbers(text, "   AdaGrad:") == [2, 0.8, 2, 0.8, 2, 0.8]
+    assert stored_numbers(text, "   RMSProp:") == [3, 1, 1, 0.7, 1, 1]
+    # AdaGrad's exponents, epochs 4-20 for eps = 0.1, 0.3, 1, 3: (-0.52, -0.43), (-0.20, -0.12),
+    # (-0.02, -0.005..-0.006), (-0.004, -0.003..-0.005); tuned, epochs 20-100: (-0.03, -0.006)
+    a = stored_numbers(text, "over epochs 4-20 for eps =")
+    assert a == [0.1, -0.5, -0.4, 0.3, -0.2, -0.1, 1, 0.0, 0.0, 3, 0.0, 0.0]
+    assert stored_numbers(text, "at the tuned eps over epochs 20-100:") == [0.0, 0.0]
+    # loss after epoch 1: AdaGrad 6.05 (its first steps of size eps shoot it up), RMSProp 1.61
+    assert "training loss after epoch 1: AdaGrad 6, RMSProp 2" in text
+    # loss exponents b: AdaGrad -0.68..-0.70 then -1.49..-1.64 (no stall: steeper late);
+    # RMSProp -0.49..-0.50 then -1.97..-2.16
+    assert ("AdaGrad -1/2 over epochs 4-20, -3/2 over 20-100; RMSProp -1/2 over epochs 4-20, "
+            "-2 over 20-100") in text
+    # after 20 epochs AdaGrad's worst seed 0.383..0.389 < RMSProp's best 0.490..0.492;
+    # after 100 epochs RMSProp's median 0.016..0.019 against AdaGrad's 0.028..0.034 (ratio 1.81..1.83)
+    assert ("after 20 epochs: AdaGrad (every seed below every seed of RMSProp: True)") in text
+    assert "after 100 epochs: RMSProp (AdaGrad's is 2 times as high)" in text
