@@ -609,6 +609,12 @@ def test_modes_figure_draws_and_returns_both_methods():
         assert f"r = {a.convergence_factor:.3g}" in ax_title and a.errors.shape == (
             mom.MODES["steps"] + 1, mom.MODES["dim"])
     plt.close("all")
+    import warnings
+    with warnings.catch_warnings():  # the κ slider's low end, κ = 1: one λ, no singular axis
+        warnings.simplefilter("error")
+        res = mom.modes_figure(condition_number=1.0)
+    assert res["heavy ball"].factors.max() == pytest.approx(math.sqrt(0.7))
+    plt.close("all")
     with pytest.raises(ValueError, match="Invalid lr"):
         mom.modes_figure(lr=0.0)
 
