@@ -943,7 +943,7 @@ def plot_mode_factors(analysis: ModeAnalysis, ax=None, points: int = MODES["poin
     ax.plot(lam[w], analysis.factors[w], "o", mfc="none", mec="r", ms=15, mew=2, zorder=4,
             label=rf"slowest mode: r = {analysis.convergence_factor:.3g}")
     ax.set_xscale("log")
-    ax.set_xlim(lo, hi)
+    ax.set_xlim(lo, hi) if hi > lo else ax.set_xlim(lo / 2, hi * 2)  # κ = 1: a single λ
     ax.set_ylim(0, min(max(1.1, 1.05 * float(r.max())), 2.0))
     ax.set_xlabel(r"eigenvalue $\lambda$ of $H$")
     ax.set_ylabel(r"contraction factor $r(M_\lambda)$ per step")

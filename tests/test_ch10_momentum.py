@@ -609,6 +609,12 @@ def test_modes_figure_draws_and_returns_both_methods():
         assert f"r = {a.convergence_factor:.3g}" in ax_title and a.errors.shape == (
             mom.MODES["steps"] + 1, mom.MODES["dim"])
     plt.close("all")
+    import warnings
+    with warnings.catch_warnings():  # the κ slider's low end, κ = 1: one λ, no singular axis
+        warnings.simplefilter("error")
+        res = mom.modes_figure(condition_number=1.0)
+    assert res["heavy ball"].factors.max() == pytest.approx(math.sqrt(0.7))
+    plt.close("all")
     with pytest.raises(ValueError, match="Invalid lr"):
         mom.modes_figure(lr=0.0)
 
@@ -642,6 +648,17 @@ def test_modes_prose_and_printed_numbers():
     reg = mom.mode_regimes(grid, m["lr"], 0.9)
     assert np.all(reg == 1)
     np.testing.assert_allclose(mom.mode_factors(grid, m["lr"], 0.9), math.sqrt(0.9), rtol=1e-12)
+    # "… once (1 − √α)² < 1/κ, i.e. α > 0.81" (at ε = 1)
+    edge_alpha = (1 - math.sqrt(1 / m["condition_number"] * m["lr"])) ** 2
+    assert f"{edge_alpha:.2g}" == "0.81"
+    assert np.any(mom.mode_regimes(grid, m["lr"], 0.8) == 0)
+    assert np.all(mom.mode_regimes(grid, m["lr"], 0.82) == 1)
+    # "Nesterov's spreads too, but its level √(α(1 − ελ)) falls with λ, to 0 at λ = 1/ε"
+    inner = grid[grid < 1 / m["lr"] * (1 - 1e-9)]
+    assert np.all(mom.mode_regimes(inner, m["lr"], 0.9, nesterov=True) == 1)
+    np.testing.assert_allclose(mom.mode_factors(inner, m["lr"], 0.9, nesterov=True),
+                               np.sqrt(0.9 * (1 - m["lr"] * inner)), rtol=1e-9)
+    assert mom.mode_factors([1 / m["lr"]], m["lr"], 0.9, nesterov=True)[0] == 0.0
     # "Nesterov with the same ε diverges" at Polyak's tuning
     opt = mom.tuned_hyperparameters("heavy_ball", 1 / m["condition_number"], 1.0)
     assert mom.convergence_factor(lam3, **opt, nesterov=True) > 1
