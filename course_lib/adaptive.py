@@ -1169,7 +1169,7 @@ def rate_explorer(landscape: Landscape | None = None, steps: int = 100):
             **{**SCALED["quadratic"], "angle": math.radians(angle)})
         run = explorer_run(optimizer, lr, rho, J, steps)
         H = J.hessian(torch.from_numpy(run.path[0])).numpy()
-        fig, (ax1, ax2, ax3) = plt.subplots(1, 3, figsize=(15, 4.3))
+        fig, (ax1, ax2, ax3) = plt.subplots(1, 3, figsize=(11, 3.6))
         ok = np.isfinite(run.losses[-1])
         end = f"J after {steps} steps = {run.losses[-1]:.2g}" if ok else "diverged"
         plot_trajectories(J, {optimizer: run.path}, ax=ax1, title=f"{optimizer}, ε = {lr:.3g}: {end}")

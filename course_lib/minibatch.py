@@ -757,7 +757,6 @@ def gradient_bias(task, model: nn.Module, X_train: torch.Tensor, y_train: torch.
 # ---------------------------------------------------------------------------------------------
 # The widget: loss against examples seen
 
-@shared_result
 @functools.lru_cache(maxsize=32)
 def loss_vs_examples(batch_size: int, lr: float, examples: int = 16000, n_points: int = 16,
                      seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -1001,7 +1001,7 @@ def modes_figure(condition_number: float = MODES["condition_number"], lr: float 
     lam = canyon(condition_number, dim=_check_int("dim", dim, 2)).eigenvalues.numpy()
     result = {label: mode_analysis(lam, lr, momentum, steps, nesterov)
               for label, nesterov in (("heavy ball", False), ("Nesterov", True))}
-    fig, axes = plt.subplots(2, 2, figsize=(11, 7.6))
+    fig, axes = plt.subplots(2, 2, figsize=(10.5, 6.3))
     for j, (label, a) in enumerate(result.items()):
         plot_mode_factors(a, axes[0, j])
         axes[0, j].set_title(rf"{label}, $\kappa$ = {lam[-1] / lam[0]:.3g}, $\epsilon$ = {lr:.3g}, "

@@ -230,7 +230,6 @@ class Run:
         return float(self.history.epochs["val_loss"][-1])
 
 
-@shared_result
 def train_run(optimizer: str, lr: float, *, epochs: int = EPOCHS, hidden=HIDDEN,
               batch_size: int = BATCH, n_train: int | None = None, splits: dict | None = None,
               seed: int = 0, model_seed: int = MODEL_SEED, tensorboard=None) -> Run:

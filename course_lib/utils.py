@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
+import inspect
 import os
 import pickle
 import random
@@ -234,15 +235,16 @@ def shared_result(fn):
         if not folder:
             return fn(*args, **kwargs)
         try:
-            constants = {n: fn.__globals__[n] for n in fn.__code__.co_names
-                         if n.isupper() and n in fn.__globals__}
+            inner = inspect.unwrap(fn)  # through functools.wraps / lru_cache to the code
+            constants = {n: inner.__globals__[n] for n in inner.__code__.co_names
+                         if n.isupper() and n in inner.__globals__}
             key = hashlib.sha256("|".join([
                 _library_digest(), fn.__module__, fn.__qualname__, _canonical(list(args)),
                 _canonical(kwargs), _canonical(constants),
                 os.environ.get("ATEN_CPU_CAPABILITY", ""), str(torch.get_num_threads()),
                 str(torch.get_default_dtype())]).encode()
             ).hexdigest()
-        except TypeError:
+        except (TypeError, AttributeError):
             return fn(*args, **kwargs)
         path = Path(folder) / f"{fn.__qualname__}-{key[:24]}.pkl"
         stored = _load(path)

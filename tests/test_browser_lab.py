@@ -154,7 +154,7 @@ def browser(lab):
         chromium.close()
 
 
-def _read_after_save(on_disk: Path, mtime: int, deadline_s: float = 20) -> bytes | None:
+def _read_after_save(on_disk: Path, mtime: int, deadline_s: float = 45) -> bytes | None:
     """The file's bytes once a save that started after `mtime` has finished; None if none came.
 
     Jupyter's save truncates the file, then writes it: a read between the two sees b"" or a
