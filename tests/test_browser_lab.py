@@ -287,14 +287,19 @@ class Student:
             raise
 
     def _run_all(self, timeout_s: float) -> float:
+        prompts = """() => [...document.querySelectorAll(
+            '.jp-NotebookPanel:not(.lm-mod-hidden) .jp-CodeCell .jp-InputArea-prompt')]
+            .map(e => e.textContent)"""
+        before = self.page.evaluate(prompts)
         t0 = time.perf_counter()
         self.page.locator(".lm-MenuBar-itemLabel", has_text=re.compile("^Run$")).click()
         self.page.locator(".lm-Menu-itemLabel", has_text=re.compile("^Run All Cells$")).click()
-        # started: cells are queued ([*]); done: none is queued or running, the kernel idle
+        # started: cells are queued ([*]), or already ran (a notebook that stops at its first
+        # error can finish between two frames); done: none is queued or running, the kernel idle
         self.page.wait_for_function(
-            """() => [...document.querySelectorAll(
-                '.jp-NotebookPanel:not(.lm-mod-hidden) .jp-CodeCell .jp-InputArea-prompt')]
-                .some(e => e.textContent.includes('*'))""", polling="raf", timeout=30_000)
+            f"""before => {{ const now = ({prompts})();
+                return now.some(t => t.includes('*')) || JSON.stringify(now) !== JSON.stringify(before); }}""",
+            arg=before, polling="raf", timeout=30_000)
         self.page.wait_for_function(
             """() => { const p = document.querySelector('.jp-NotebookPanel:not(.lm-mod-hidden)');
                 const prompts = [...p.querySelectorAll('.jp-CodeCell .jp-InputArea-prompt')]
