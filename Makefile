@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 JOBS   ?= 2
 # JupyterLab refuses to run as root unless told to; students on a laptop are not root.
 ROOT_FLAG := $(shell [ "$$(id -u)" = 0 ] && echo --allow-root)
-# As in course_lib/notebooks.py: stored outputs are made and checked with one thread per kernel.
+# As in course_lib/tooling/notebooks.py: stored outputs are made and checked with one thread per kernel.
 KERNEL_ENV := PYTHONHASHSEED=0 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 # Where torch comes from. Empty: pip's default index (on Linux that is the large CUDA build).
 # For the CPU-only build (about 200 MB instead of several GB), e.g.:
@@ -28,10 +28,10 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 # The students' lab: the repository as its root (chapters/, exercises/, my_work/ all reachable),
-# opened at the index; course_lib/lab_config turns off nbgrader's instructor tools and
+# opened at the index; course_lib/tooling/lab_config turns off nbgrader's instructor tools and
 # JupyterLab's news and extension-manager look-ups (nothing reaches the network).
 LAB_ARGS := $(ROOT_FLAG) --ServerApp.root_dir="$(CURDIR)" --LabApp.default_url=/lab/tree/chapters/00_index.ipynb
-STUDENT_CONFIG := JUPYTER_CONFIG_PATH="$(CURDIR)/course_lib/lab_config$${JUPYTER_CONFIG_PATH:+:$$JUPYTER_CONFIG_PATH}"
+STUDENT_CONFIG := JUPYTER_CONFIG_PATH="$(CURDIR)/course_lib/tooling/lab_config$${JUPYTER_CONFIG_PATH:+:$$JUPYTER_CONFIG_PATH}"
 
 ## Open the course in JupyterLab at the index.
 lab: $(STAMP)
@@ -56,11 +56,11 @@ test-kernels: $(STAMP)
 
 ## Re-execute notebooks in place and store their outputs (NB=path to do just one).
 notebooks: $(STAMP)
-	$(BIN)/python -m course_lib.notebooks execute $(or $(NB),chapters solutions)
+	$(BIN)/python -m course_lib.tooling.notebooks execute $(or $(NB),chapters solutions)
 
 ## Regenerate the student versions in exercises/ from solutions/.
 exercises: $(STAMP)
-	$(BIN)/python -m course_lib.grading release
+	$(BIN)/python -m course_lib.tooling.grading release
 
 ## Students: copy the exercises into my_work/ without overwriting anything already there.
 workspace:
@@ -71,20 +71,20 @@ workspace:
 ## --memory-mb M, --max-output-kb K (see README, "For instructors").
 grade: $(STAMP)
 	@test -n "$(SUBMISSIONS)" -a -n "$(OUT)" || { echo "usage: make grade SUBMISSIONS=folder OUT=folder" >&2; exit 2; }
-	$(BIN)/python -m course_lib.grading grade "$(SUBMISSIONS)" --out "$(OUT)" -j $(JOBS) $(GRADE_OPTS)
+	$(BIN)/python -m course_lib.tooling.grading grade "$(SUBMISSIONS)" --out "$(OUT)" -j $(JOBS) $(GRADE_OPTS)
 
 ## After manual grading in formgrader (OUT/course): rewrite OUT/scores.csv and OUT/feedback from
 ## the gradebook; the previous ones are kept in OUT/previous/N/.
 grade-export: $(STAMP)
 	@test -n "$(OUT)" || { echo "usage: make grade-export OUT=folder" >&2; exit 2; }
-	$(BIN)/python -m course_lib.grading export "$(OUT)"
+	$(BIN)/python -m course_lib.tooling.grading export "$(OUT)"
 
 ## The course as a static website in build/book/ (open build/book/index.html; works offline).
 ## Rebuilt only when a notebook or the builder changed.
 book: build/.book-built
 
-build/.book-built: $(STAMP) course_lib/book.py $(wildcard chapters/*.ipynb exercises/*/*.ipynb)
-	$(BIN)/python course_lib/book.py build --out build/book
+build/.book-built: $(STAMP) course_lib/tooling/book.py $(wildcard chapters/*.ipynb exercises/*/*.ipynb)
+	$(BIN)/python course_lib/tooling/book.py build --out build/book
 	@touch $@
 
 ## Benchmarks (not part of the test suite).

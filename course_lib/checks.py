@@ -16,7 +16,7 @@ whose message names the exercise, the check that failed and what to do next:
 * a check failed: the ``assert`` line, its message, and to fix the code and run both cells;
 * the student's code raised another error: the error (its traceback stays attached).
 
-Cells with these blocks carry the ``raises-exception`` tag (``course_lib.notebooks`` adds it), so
+Cells with these blocks carry the ``raises-exception`` tag (``course_lib.tooling.notebooks`` adds it), so
 *Run All* goes on to the next exercise after a failed self-check.
 """
 from __future__ import annotations

@@ -35,7 +35,7 @@ def pytest_unconfigure(config):
 @pytest.fixture(scope="module", autouse=True)
 def one_thread():
     """Every test module runs torch on one thread, as the notebooks do (`make test` and
-    `course_lib.notebooks execute` set OMP_NUM_THREADS=1): the chapters' measured numbers are
+    `course_lib.tooling.notebooks execute` set OMP_NUM_THREADS=1): the chapters' measured numbers are
     asserted with the same rounding as the stored outputs, and tiny tensors run faster."""
     with single_thread():
         yield

@@ -1,4 +1,4 @@
-"""The course as a website (`make book`, course_lib/book.py), read in a real browser.
+"""The course as a website (`make book`, course_lib/tooling/book.py), read in a real browser.
 
 The site is built once for this module into a temporary folder, served from 127.0.0.1, and every
 page is opened in Debian's chromium through Playwright: the page loads, every internal link leads
@@ -29,7 +29,7 @@ from urllib.parse import unquote, urlsplit
 import nbformat
 import pytest
 
-from course_lib import book
+from course_lib.tooling import book
 
 ROOT = book.ROOT
 ARTIFACTS = ROOT / "build" / "artifacts" / "book"
@@ -523,7 +523,7 @@ def test_the_build_is_deterministic(tmp_path):
     root = _course(tmp_path / "course")
     book.build(root, tmp_path / "a/site")
     # as `make book` runs it: the script alone (the package's __init__ would import torch)
-    subprocess.run([sys.executable, str(ROOT / "course_lib/book.py"), "build", "--root", str(root),
+    subprocess.run([sys.executable, str(ROOT / "course_lib/tooling/book.py"), "build", "--root", str(root),
                     "--out", str(tmp_path / "b/elsewhere")],
                    check=True, env={**os.environ, "PYTHONHASHSEED": "12345"}, cwd=tmp_path,
                    stdout=subprocess.DEVNULL)

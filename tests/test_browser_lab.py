@@ -31,7 +31,7 @@ from urllib.parse import urlparse
 import nbformat
 import pytest
 
-from course_lib import notebooks
+from course_lib.tooling import notebooks
 from course_lib.utils import SHARED_RESULTS_ENV
 
 ROOT = Path(__file__).resolve().parent.parent

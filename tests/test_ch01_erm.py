@@ -1,4 +1,4 @@
-"""Chapter 1 (learning vs pure optimization): course_lib.erm against references, and every
+"""Chapter 1 (learning vs pure optimization): course_lib.experiments.erm against references, and every
 number the chapter states, recomputed with the chapter's own settings (the erm constants)."""
 import math
 import re

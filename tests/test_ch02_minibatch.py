@@ -1,4 +1,4 @@
-"""Chapter 2 (batch and minibatch algorithms): course_lib.minibatch against references, and
+"""Chapter 2 (batch and minibatch algorithms): course_lib.experiments.minibatch against references, and
 every number the notebook chapters/02_minibatch_algorithms.ipynb prints, measured by the same
 calls with the same (default) arguments."""
 import itertools

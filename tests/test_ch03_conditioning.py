@@ -1,4 +1,4 @@
-"""Chapter 3 (ill-conditioning): course_lib.conditioning against closed forms, explicit
+"""Chapter 3 (ill-conditioning): course_lib.experiments.conditioning against closed forms, explicit
 Hessians and course_lib.optim.SGD, then every number the chapter notebook prints.
 
 The chapter's experiments are run here with the same module constants the notebook uses

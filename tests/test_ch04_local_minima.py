@@ -2,7 +2,7 @@
 
 References: explicit permutation matrices, math.factorial, run_optimizer / torch.optim.SGD
 start by start, course_lib.train.train run by run, torch.autograd.functional.hessian, closed forms on the
-tilted double well.  The chapter's measurements use the settings of course_lib.local_minima
+tilted double well.  The chapter's measurements use the settings of course_lib.experiments.local_minima
 (TASK, SEEDS, TRAINING, ...), so notebook and tests run the same experiments.
 """
 import math
@@ -18,7 +18,7 @@ from torch import nn  # noqa: E402
 
 from course_lib import seed_everything  # noqa: E402
 from course_lib.landscapes import LocalMinima, Saddle, run_optimizer  # noqa: E402
-from course_lib.local_minima import (  # noqa: E402
+from course_lib.experiments.local_minima import (  # noqa: E402
     BASIN_LR, CRITICAL_RATIO, GLOBAL, LOCAL, NEITHER, SEEDS, SMALL_HIDDEN, TASK, TILT,
     TRAINING, WIDE_HIDDEN, _stacked_forward, basin_explorer, count_permutation_symmetries,
     critical_runs, dead_units, gd_basins, inspect_end_point, log10_permutation_symmetries,
@@ -456,7 +456,7 @@ def test_exercise_5_spare_units_unstick_the_small_student(chapter_runs):
 
 
 def test_chapter_plots(chapter_runs):
-    from course_lib.local_minima import plot_final_losses, plot_stationarity, plot_symmetry_counts
+    from course_lib.experiments.local_minima import plot_final_losses, plot_stationarity, plot_symmetry_counts
 
     _, runs = chapter_runs
     ax = plot_symmetry_counts(max_width=50)

@@ -1,4 +1,4 @@
-"""Chapter 5 (saddle points and plateaus): course_lib.saddles against closed forms, autograd,
+"""Chapter 5 (saddle points and plateaus): course_lib.experiments.saddles against closed forms, autograd,
 torch.optim-based runs and known critical points, and every number the chapter prints."""
 import math
 

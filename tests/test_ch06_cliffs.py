@@ -1,8 +1,8 @@
-"""Chapter 6: the one-unit RNN's cliff and gradient clipping (course_lib.cliffs).
+"""Chapter 6: the one-unit RNN's cliff and gradient clipping (course_lib.experiments.cliffs).
 
 Unit tests against references (autograd, a plain loop, closed forms, torch's clipping), then
 every number that chapters/06_cliffs_and_exploding_gradients.ipynb prints or states, computed
-with the same functions and the same settings (the constants of course_lib.cliffs).
+with the same functions and the same settings (the constants of course_lib.experiments.cliffs).
 """
 import math
 
@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-import course_lib.cliffs as cl
+import course_lib.experiments.cliffs as cl
 from stored import stored_text
-from course_lib.cliffs import (RNNCliff, angle_between, catapult_census, clip_gradient,
+from course_lib.experiments.cliffs import (RNNCliff, angle_between, catapult_census, clip_gradient,
                                compare_clipping, growth_factor, single_step, step_lengths,
                                steepest_slope, threshold_sweep, wall_slopes)
 

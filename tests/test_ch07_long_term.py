@@ -1,4 +1,4 @@
-"""Chapter 7 (long-term dependencies): every number the notebook prints, and course_lib.long_term
+"""Chapter 7 (long-term dependencies): every number the notebook prints, and course_lib.experiments.long_term
 against references (matrix powers, hand-written BPTT, closed forms of χ² statistics)."""
 import math
 

@@ -1,6 +1,6 @@
 """Chapter 8: inexact gradients, costs without a minimum, the mountain, limits of optimization.
 
-Two kinds of tests: the library functions of ``course_lib.inexact`` against references
+Two kinds of tests: the library functions of ``course_lib.experiments.inexact`` against references
 (torch.optim, autograd, closed forms, scipy), and every number the chapter prints or states,
 computed with the same functions and the same arguments (the module constants) as the notebook.
 """

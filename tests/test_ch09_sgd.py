@@ -1,4 +1,4 @@
-"""Chapter 9 (SGD and learning rates): course_lib.sgd_theory against references (closed forms,
+"""Chapter 9 (SGD and learning rates): course_lib.experiments.sgd_theory against references (closed forms,
 Monte Carlo, torch's FlopCounterMode, course_lib.optim.SGD inside course_lib.train.train), and
 every number chapters/09_sgd_and_learning_rates.ipynb prints, measured by the same calls with
 the same (default) arguments."""

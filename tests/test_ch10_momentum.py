@@ -1,4 +1,4 @@
-"""Chapter 10 (momentum and Nesterov): course_lib.momentum against torch.optim.SGD, closed
+"""Chapter 10 (momentum and Nesterov): course_lib.experiments.momentum against torch.optim.SGD, closed
 forms, the eigenvalues of the iteration matrix, torch.linalg.solve and scipy's CG, then every
 number the chapter notebook prints or states.
 

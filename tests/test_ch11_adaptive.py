@@ -1,9 +1,9 @@
-"""Chapter 11: adaptive learning rates (course_lib.adaptive).
+"""Chapter 11: adaptive learning rates (course_lib.experiments.adaptive).
 
 Unit tests against references (the step an optimizer actually took, torch.optim, autograd,
 sampled moments, closed forms, exact unit scalings with δ = 0), then every number that
 chapters/11_adaptive_learning_rates.ipynb prints or states, computed with the same functions
-and the same settings (the constants of course_lib.adaptive).
+and the same settings (the constants of course_lib.experiments.adaptive).
 """
 import math
 
@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-import course_lib.adaptive as ad
-from course_lib.adaptive import (NoisyQuadratic, SparseRegression, centered_vs_plain,
+import course_lib.experiments.adaptive as ad
+from course_lib.experiments.adaptive import (NoisyQuadratic, SparseRegression, centered_vs_plain,
                                  effective_lr, explorer_run, log_log_slope,
                                  preconditioned_condition_number, race, rate_explorer,
                                  run_phases, run_with_rates, sparse_experiment, state_in_units,

@@ -1,5 +1,5 @@
-"""Chapter 12: Adam and its family (course_lib.adam_family) and the optimizer comparison
-(course_lib.comparison).
+"""Chapter 12: Adam and its family (course_lib.experiments.adam_family) and the optimizer comparison
+(course_lib.experiments.comparison).
 
 Unit tests against references (closed forms, RMSprop, Newton's method, nadam_update's own
 state, hand-made trajectories), then every number that chapters/12_adam_and_its_family.ipynb
@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import torch
 
-import course_lib.adam_family as af
-import course_lib.comparison as cmp
+import course_lib.experiments.adam_family as af
+import course_lib.experiments.comparison as cmp
 from course_lib.landscapes import Trajectory
 from course_lib.optim import SGD, Adam, AdamW, NAdam, RMSprop, adam_update, nadam_update
 

@@ -1,4 +1,4 @@
-"""Chapter 13 (learning-rate schedules): course_lib.schedules against closed forms and torch,
+"""Chapter 13 (learning-rate schedules): course_lib.experiments.schedules against closed forms and torch,
 and every number the notebook chapters/13_learning_rate_schedules.ipynb prints, measured by
 the same calls with the same (default) arguments."""
 import math
@@ -10,7 +10,7 @@ from torch import nn
 
 from course_lib import schedules as sched
 from course_lib.models import mlp
-from course_lib.momentum import convergence_factor
+from course_lib.experiments.momentum import convergence_factor
 from course_lib.optim import SGD
 from course_lib.train import train
 
@@ -46,7 +46,7 @@ def test_linear_is_the_books_eq_8_14():
     t = np.arange(30)
     np.testing.assert_allclose(values("linear", final_fraction=0.01), 1 - 0.99 * t / 30, rtol=1e-12)
     # the same ε_k as chapter 9's linear_decay_lr with τ = T, final ratio f
-    from course_lib.sgd_theory import linear_decay_lr
+    from course_lib.experiments.sgd_theory import linear_decay_lr
     np.testing.assert_allclose(values("linear", final_fraction=0.01), linear_decay_lr(1.0, 30, 30, 0.01),
                                rtol=1e-12)
 

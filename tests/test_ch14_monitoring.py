@@ -1,4 +1,4 @@
-"""Chapter 14 (choosing and monitoring an optimizer): course_lib.monitoring against hand
+"""Chapter 14 (choosing and monitoring an optimizer): course_lib.experiments.monitoring against hand
 computations, closed forms (the stability limit 2/λ_max of gradient descent on a quadratic,
 SGD's first step ε‖g‖), constructed histories of each kind, then every number the chapter
 notebook prints or states.

@@ -108,7 +108,7 @@ def test_ch06_a_steeper_cliff():
     longest step; clipped steps never longer than ε c.  Longest steps agree to < 1e-9 relative
     across the kernel sets (native, ATEN_CPU_CAPABILITY=default, avx2); counts are identical."""
     from course_lib import cliffs
-    from course_lib.cliffs import RNNCliff, catapult_census, wall_slopes
+    from course_lib.experiments.cliffs import RNNCliff, catapult_census, wall_slopes
 
     got = {}
     for T in (20, 30):
@@ -155,7 +155,7 @@ def test_ch11_a_later_move():
     """Exercise 4: steps to recover after the minimum moves at step 2000 or 8000 (step counts,
     identical under native, ATEN_CPU_CAPABILITY=default and avx2), and the rates behind them."""
     from course_lib import adaptive as ad
-    from course_lib.adaptive import NoisyQuadratic, switch_experiment
+    from course_lib.experiments.adaptive import NoisyQuadratic, switch_experiment
 
     S, got, rate = ad.SWITCH, {}, {}
     for before in (2000, 8000):

@@ -4,9 +4,9 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from course_lib import grading
-from course_lib.grading import cli as _cli  # noqa: F401 - grading.cli in the tests
-from course_lib.notebooks import from_percent, to_percent
+from course_lib.tooling import grading
+from course_lib.tooling.grading import cli as _cli  # noqa: F401 - grading.cli in the tests
+from course_lib.tooling.notebooks import from_percent, to_percent
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -100,7 +100,7 @@ def test_grade_refuses_bad_arguments(course, tmp_path):
 
 
 def test_no_sandbox_means_no_grading_unless_asked(course, tmp_path, monkeypatch):
-    from course_lib.grading import sandbox
+    from course_lib.tooling.grading import sandbox
     monkeypatch.setattr(sandbox, "check", lambda: "bubblewrap (bwrap) is not installed")
     subs = tmp_path / "subs"
     (subs / "a" / "ch99").mkdir(parents=True)

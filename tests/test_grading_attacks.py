@@ -23,9 +23,9 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from course_lib import grading
-from course_lib.grading import sandbox
-from course_lib.notebooks import from_percent
+from course_lib.tooling import grading
+from course_lib.tooling.grading import sandbox
+from course_lib.tooling.notebooks import from_percent
 
 CH99 = '''\
 # %% [markdown]

@@ -10,8 +10,8 @@ import os
 import nbformat
 import pytest
 
-from course_lib import grading
-from course_lib.grading import sandbox
+from course_lib.tooling import grading
+from course_lib.tooling.grading import sandbox
 
 CHAPTER, NOTEBOOK = "ch06", "ch06_exercises.ipynb"
 WHY = sandbox.check()

@@ -15,10 +15,10 @@ import shutil
 import nbformat
 import pytest
 
-from course_lib import grading
-from course_lib.grading import cli, sandbox
-from course_lib.grading.release import CODE_STUB
-from course_lib.notebooks import from_percent
+from course_lib.tooling import grading
+from course_lib.tooling.grading import cli, sandbox
+from course_lib.tooling.grading.release import CODE_STUB
+from course_lib.tooling.notebooks import from_percent
 
 CH97 = '''\
 # %% [markdown]

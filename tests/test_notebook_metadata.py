@@ -1,4 +1,4 @@
-"""Notebooks open clean: stored metadata is what JupyterLab writes on opening (course_lib.notebooks).
+"""Notebooks open clean: stored metadata is what JupyterLab writes on opening (course_lib.tooling.notebooks).
 
 What JupyterLab 4.6 rewrites was measured in the browser (tests/test_browser_lab.py opens and
 saves every notebook): ``kernelspec`` from the kernel spec and ``language_info`` from the
@@ -13,7 +13,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from course_lib import notebooks
+from course_lib.tooling import notebooks
 
 ROOT = Path(__file__).resolve().parent.parent
 STORED = sorted([*(ROOT / "chapters").glob("*.ipynb"), *(ROOT / "solutions").rglob("*.ipynb"),
@@ -38,12 +38,12 @@ def test_rule_is_what_the_kernel_reports():
 
 @pytest.mark.parametrize("path", STORED, ids=lambda p: str(p.relative_to(ROOT)))
 def test_stored_notebook_follows_the_rule(path, tmp_path):
-    """Re-applying the rule changes no byte (fix: `python -m course_lib.notebooks metadata`)."""
+    """Re-applying the rule changes no byte (fix: `python -m course_lib.tooling.notebooks metadata`)."""
     copy = tmp_path / path.name
     shutil.copy(path, copy)
     assert not notebooks.apply_metadata(copy), (
         f"{path.relative_to(ROOT)}: metadata differ from the rule; run "
-        f"`python -m course_lib.notebooks metadata {path.relative_to(ROOT)}`")
+        f"`python -m course_lib.tooling.notebooks metadata {path.relative_to(ROOT)}`")
 
 
 def test_apply_metadata_rewrites_only_metadata(tmp_path):
@@ -109,7 +109,7 @@ def test_students_lab_keeps_the_stored_python_version_on_save(tmp_path):
 def test_students_lab_config_installs_the_hook():
     from traitlets.utils.importstring import import_item
 
-    config = json.loads((ROOT / "course_lib" / "lab_config" / "jupyter_server_config.json")
+    config = json.loads((ROOT / "course_lib" / "tooling" / "lab_config" / "jupyter_server_config.json")
                         .read_text())
     hook = config["ContentsManager"]["pre_save_hook"]
     assert import_item(hook) is notebooks.keep_stored_python_version

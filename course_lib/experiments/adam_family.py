@@ -242,10 +242,10 @@ def bias_correction_training(lr: float, splits: dict, steps: int = 30, model: st
     the same minibatches (``course_lib.train.train``, batch 128, seed 0).
 
     Returns {"Adam": losses, "no bias correction": losses}, each of length ``steps``.
-    ``splits`` is :func:`course_lib.comparison.mnist1d_splits`'s dict (float64 by default:
+    ``splits`` is :func:`course_lib.experiments.comparison.mnist1d_splits`'s dict (float64 by default:
     the blow-up at a large ε amplifies rounding, and float64 keeps it the same on every CPU).
     """
-    from course_lib.comparison import NET_BATCH, make_model
+    from course_lib.experiments.comparison import NET_BATCH, make_model
     from course_lib.train import train
 
     _check("lr", lr, lr > 0, "a number > 0")
@@ -520,7 +520,7 @@ def weight_decay_network(splits: dict, lambdas=WD_NET_LAMBDAS, lr: float = WD_NE
     ``torch.optim.AdamW`` (and ours) shrink θ by the factor 1 − ελ per step: the decay is
     coupled to ε, whereas Adam + L2's λθ enters g and is divided by √r̂.
     """
-    from course_lib.comparison import NET_BATCH, NET_EPOCHS, make_model
+    from course_lib.experiments.comparison import NET_BATCH, NET_EPOCHS, make_model
     from course_lib.train import evaluate, train
 
     _check("lr", lr, lr > 0, "a number > 0")

@@ -1,6 +1,6 @@
 """Notebooks as source files: deterministic execution in place, and a plain-text authoring format.
 
-Maintainers run ``python -m course_lib.notebooks execute PATH...`` (``make notebooks``) after a
+Maintainers run ``python -m course_lib.tooling.notebooks execute PATH...`` (``make notebooks``) after a
 change; the stored outputs are what nbval compares in ``make test``.  Execution is made
 repeatable: the kernel starts in the notebook's folder with a fixed environment (fixed hash
 seed, one thread per kernel as under ``make test``, where two kernels share two cores), cell
@@ -9,9 +9,9 @@ timings are not recorded and volatile metadata is dropped.
 Metadata: every stored notebook (chapters/, solutions/, exercises/) carries the metadata
 JupyterLab writes on opening it (see ``LANGUAGE_INFO`` below), so opening and saving an untouched
 notebook changes nothing; ``execute``, ``build`` and ``grading release`` apply that rule, and
-``python -m course_lib.notebooks metadata PATH...`` re-applies it alone (no execution).
+``python -m course_lib.tooling.notebooks metadata PATH...`` re-applies it alone (no execution).
 
-Authoring: ``python -m course_lib.notebooks build SCRIPT.py NOTEBOOK.ipynb`` turns a "percent"
+Authoring: ``python -m course_lib.tooling.notebooks build SCRIPT.py NOTEBOOK.ipynb`` turns a "percent"
 script into a notebook, and ``export NOTEBOOK.ipynb`` prints one back as a script.  Cells start
 with a marker line::
 
@@ -41,7 +41,7 @@ import nbformat
 # field that depends on the machine (the kernel reports its Python, ``sys.version``): we store
 # the course's reference Python, and the students' lab keeps a stored version on save
 # (:func:`keep_stored_python_version`), so on any other Python a save still changes nothing.
-# Re-apply after editing this rule: ``python -m course_lib.notebooks metadata chapters solutions
+# Re-apply after editing this rule: ``python -m course_lib.tooling.notebooks metadata chapters solutions
 # exercises`` (no execution).
 KERNEL = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
 PYTHON_VERSION = "3.11.7"  # the reference Python of the stored notebooks (the maintainers' venv)
@@ -170,7 +170,7 @@ def _js_numbers(value):
 def apply_metadata(path: str | Path) -> bool:
     """Rewrite one stored notebook's metadata by :func:`_clean`, outputs untouched (no kernel).
 
-    Returns whether the file changed.  ``course_lib.grading`` calls it on every released
+    Returns whether the file changed.  ``course_lib.tooling.grading`` calls it on every released
     exercise, so exercises/ follows the same rule as solutions/.
     """
     path = Path(path)
@@ -183,7 +183,7 @@ def apply_metadata(path: str | Path) -> bool:
 
 
 def keep_stored_python_version(model: dict, path: str, contents_manager, **kwargs) -> None:
-    """Jupyter server pre-save hook (the students' lab, ``course_lib/lab_config``): when a
+    """Jupyter server pre-save hook (the students' lab, ``course_lib/tooling/lab_config``): when a
     notebook's ``language_info`` differs from the one stored on disk only by the kernel's Python
     version, keep the stored one.  A student whose Python is not the reference one then still
     saves an untouched notebook byte for byte as it was (no ``git pull`` conflict)."""
@@ -241,7 +241,7 @@ def _notebooks(paths: list[str]) -> list[Path]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m course_lib.notebooks", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m course_lib.tooling.notebooks", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="cmd", required=True)
     ex = sub.add_parser("execute", help="execute notebooks in place, storing their outputs")

@@ -1,7 +1,7 @@
 """Exercises: release student versions from ``solutions/`` and grade a class safely, with nbgrader.
 
 ``solutions/chNN/*.ipynb`` is the single source of every exercise.  Its cells carry nbgrader
-metadata (write them with the percent format of :mod:`course_lib.notebooks`):
+metadata (write them with the percent format of :mod:`course_lib.tooling.notebooks`):
 
 * solution cells: the code between ``### BEGIN SOLUTION`` and ``### END SOLUTION`` becomes
   ``raise NotImplementedError()`` in the student version;
@@ -13,7 +13,7 @@ metadata (write them with the percent format of :mod:`course_lib.notebooks`):
   ``exK-written``): the model answer and its rubric between ``### BEGIN SOLUTION`` and
   ``### END SOLUTION`` become ``YOUR ANSWER HERE``; graded by hand (formgrader).
 
-Commands: ``python -m course_lib.grading release | check | grade | export`` (see ``--help``).
+Commands: ``python -m course_lib.tooling.grading release | check | grade | export`` (see ``--help``).
 
 How grading works (design)
 --------------------------

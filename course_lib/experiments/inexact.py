@@ -865,8 +865,8 @@ def width_sweep(widths: Sequence[int] = PARITY["widths"], seeds: Sequence[int] =
     """Train ``mlp(n_bits, (width,), 1)`` on n-bit parity (squared error on ±1 targets, Adam,
     full batch) from every seed, for every width; a run *succeeds* if its signs match all
     2ⁿ targets.  The seeds of one width train side by side with
-    :func:`course_lib.local_minima.train_from_many_seeds` (exactly as separate runs)."""
-    from course_lib.local_minima import train_from_many_seeds
+    :func:`course_lib.experiments.local_minima.train_from_many_seeds` (exactly as separate runs)."""
+    from course_lib.experiments.local_minima import train_from_many_seeds
 
     widths = list(widths)
     if not widths or any(not isinstance(w, int) or w < 1 for w in widths):
@@ -886,7 +886,7 @@ def width_sweep(widths: Sequence[int] = PARITY["widths"], seeds: Sequence[int] =
 # ----------------------------------------------------------------------------------------
 # 5. A real biased gradient: truncated back-propagation through time (§8.2.6 and chapter 7)
 # ----------------------------------------------------------------------------------------
-#: truncated BPTT on chapter 7's latching task (``course_lib.long_term``): the lag T, the
+#: truncated BPTT on chapter 7's latching task (``course_lib.experiments.long_term``): the lag T, the
 #: truncations k compared, ε of SGD with momentum, the seeds; the rest (16 tanh units, the
 #: distractor noise, data sizes, minibatch 32, 150 steps, momentum 0.9) is chapter 7's ``LATCH``
 TBPTT = dict(lag=10, truncations=(1, 2, 5, 9, 10), lr=0.1, seeds=(0, 1, 2, 3, 4))
@@ -954,7 +954,7 @@ def gradient_agreement(rnn, X: torch.Tensor, y: torch.Tensor,
 
 def _latch_setup(lag: int, seed: int):
     """Chapter 7's data and initial network for one seed (as ``long_term.train_latching``)."""
-    from course_lib.long_term import LATCH, latching_task
+    from course_lib.experiments.long_term import LATCH, latching_task
     from course_lib.models import VanillaRNN
 
     X, y = latching_task(lag, LATCH["n_train"], 1000 + seed, LATCH["noise"])
@@ -970,7 +970,7 @@ def train_truncated(lag: int, k: int, seed: int, lr: float = TBPTT["lr"],
     :func:`course_lib.train.train` (SGD with momentum, the budget of ``long_term.LATCH``
     unless ``steps`` is given).  With k ≥ lag it is exactly
     ``long_term.train_latching(lag, seed, lr=lr)``.  Returns (test accuracy, trained RNN)."""
-    from course_lib.long_term import LATCH
+    from course_lib.experiments.long_term import LATCH
     from course_lib.optim import SGD
     from course_lib.train import evaluate, train
 

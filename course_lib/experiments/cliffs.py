@@ -428,7 +428,7 @@ def census_starts(landscape: "RNNCliff | None" = None) -> list[tuple[float, floa
 # ----------------------------------------------------------------------------------------
 # A real network: global-norm clipping on a vanilla RNN trained on the latching task
 # ----------------------------------------------------------------------------------------
-#: the RNN experiment (section 6.8): the latching task of chapter 7 (course_lib.long_term) at
+#: the RNN experiment (section 6.8): the latching task of chapter 7 (course_lib.experiments.long_term) at
 #: lag ``lag``, a float64 VanillaRNN with W rescaled to spectral radius ``radius`` at the start,
 #: SGD with momentum α through course_lib.train, ``steps`` minibatches of ``batch_size``.
 RNN_TASK = dict(lag=20, hidden_size=16, radius=1.0, n_train=2048, n_test=1024, steps=300,
@@ -448,7 +448,7 @@ def train_rnn_clipped(lr: float, seed: int, max_norm: float | None = None, **set
     clipping, the minibatch loss), ``test_loss`` and ``test_accuracy`` of the final network
     on fresh sequences, and ``radius`` r(W) at the end.
     """
-    from course_lib.long_term import latching_task
+    from course_lib.experiments.long_term import latching_task
     from course_lib.models import VanillaRNN
     from course_lib.optim import SGD
     from course_lib.train import evaluate, train
@@ -543,7 +543,7 @@ def clip_check_on_rnn(max_norm: float = 1.0, radius: float = 3.0, seed: int = 0)
     difference between the two clipped gradients) and ``per_tensor_angle`` (degrees: the
     largest angle between the global-norm clipped g and g, 0: the direction is kept).
     """
-    from course_lib.long_term import latching_task
+    from course_lib.experiments.long_term import latching_task
     from course_lib.models import VanillaRNN
     X, y = latching_task(RNN_TASK["lag"], RNN_TASK["batch_size"], 3000 + seed)
     rnn = VanillaRNN(1, RNN_TASK["hidden_size"], 2,

@@ -61,7 +61,7 @@ from scipy.optimize import brentq
 from scipy.special import zeta
 
 from course_lib.landscapes import Quadratic
-from course_lib.minibatch import largest_stable_lr
+from course_lib.experiments.minibatch import largest_stable_lr
 from course_lib.utils import shared_result
 
 __all__ = [

@@ -1,4 +1,4 @@
-"""Command line: ``python -m course_lib.grading release | check | grade | export``."""
+"""Command line: ``python -m course_lib.tooling.grading release | check | grade | export``."""
 from __future__ import annotations
 
 import argparse
@@ -21,7 +21,7 @@ def _positive(kind):
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m course_lib.grading", description=DOC,
+    parser = argparse.ArgumentParser(prog="python -m course_lib.tooling.grading", description=DOC,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="cmd", required=True)
     rl = sub.add_parser("release", help="regenerate exercises/ from solutions/")

@@ -880,11 +880,11 @@ def network_run(method: str, lr: float, seed: int, epochs: int, *, splits: dict 
     ``run`` continues an earlier run (same method, ε, seed) to ``epochs``: training goes in
     chunks between the recording epochs, each chunk with a batch order seeded from ``seed``
     and its first epoch, so a continued run is the same as one run straight to ``epochs``.
-    ``splits``: :func:`course_lib.comparison.mnist1d_splits` (float64 by default); the model
-    is :func:`course_lib.comparison.make_model` ("mlp", 40-100-10, the same θ₀ each time),
+    ``splits``: :func:`course_lib.experiments.comparison.mnist1d_splits` (float64 by default); the model
+    is :func:`course_lib.experiments.comparison.make_model` ("mlp", 40-100-10, the same θ₀ each time),
     built and trained on the CPU.  ``settings`` defaults to ``NETWORK``.
     """
-    from course_lib.comparison import make_model, mnist1d_splits
+    from course_lib.experiments.comparison import make_model, mnist1d_splits
     from course_lib.train import evaluate, train
 
     S = NETWORK if settings is None else settings
@@ -963,7 +963,7 @@ def network_experiment(settings: Mapping | None = None) -> dict:
     - ``'loss_slope'``, ``'late_loss_slope'``: method → the same fits for the training loss;
     - ``'loss_at_T'``, ``'loss_at_end'``: method → median training loss at T and at the end.
     """
-    from course_lib.comparison import mnist1d_splits
+    from course_lib.experiments.comparison import mnist1d_splits
 
     S = NETWORK if settings is None else settings
     T, T_long = S["epochs"], S["long_epochs"]
@@ -1250,7 +1250,7 @@ SPARSE = {"problem": dict(frequencies=(0.5,) * 10 + (0.01,) * 10, weights=1.0, n
           "optimizers": {"SGD": (SGD, dict(lr=0.6)), "AdaGrad": (Adagrad, dict(lr=1.0))},
           # ε tuned by the median (over seeds) number of steps until the rare weights' error < tol
           "grids": {"SGD": (0.5, 0.6, 0.7), "AdaGrad": (0.5, 1.0, 2.0)}, "seeds": (0, 1, 2)}
-#: section 7: AdaGrad and RMSProp on the MNIST-1D MLP (course_lib.comparison's "mlp", 2560
+#: section 7: AdaGrad and RMSProp on the MNIST-1D MLP (course_lib.experiments.comparison's "mlp", 2560
 #: training signals, minibatches of 128: 20 steps per epoch); ε tuned by the median training
 #: loss at `epochs` over `seeds`, then the tuned runs go on to `long_epochs`
 NETWORK = {"grid": {"AdaGrad": (0.1, 0.3, 1.0, 3.0), "RMSProp": (3e-3, 1e-2, 3e-2)},

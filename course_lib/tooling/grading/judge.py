@@ -1,9 +1,9 @@
 """The judge: re-runs the trusted test code in a clean interpreter, on the student's values.
 
-``python -m course_lib.grading.judge PLAN LOG VERDICT`` (run in the sandbox, with no access to
+``python -m course_lib.tooling.grading.judge PLAN LOG VERDICT`` (run in the sandbox, with no access to
 the student's files other than the log).  PLAN is the exercise notebook from ``solutions/``
 (hidden tests included) reduced to its code cells; LOG is what
-:mod:`course_lib.grading.recorder` wrote in the student's kernel.
+:mod:`course_lib.tooling.grading.recorder` wrote in the student's kernel.
 
 No student code runs here.  The instructor's cells run in order in a fresh IPython shell;
 solution cells are not run: the names they define are bound to *replayers*, which return, call

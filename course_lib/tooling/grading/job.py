@@ -1,4 +1,4 @@
-"""One (student, chapter): ``python -m course_lib.grading.job JOBDIR``, in its own process.
+"""One (student, chapter): ``python -m course_lib.tooling.grading.job JOBDIR``, in its own process.
 
 JOBDIR/request.json says what to grade; the job works only in JOBDIR (a private copy of the
 chapter's nbgrader course, with its own gradebook) and writes JOBDIR/result.json.  Steps, for

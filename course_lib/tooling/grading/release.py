@@ -9,7 +9,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent.parent
+ROOT = Path(__file__).resolve().parents[3]  # the repository (this file: course_lib/tooling/grading/release.py)
 SOLUTIONS = ROOT / "solutions"
 EXERCISES = ROOT / "exercises"
 _CONFIG = """\

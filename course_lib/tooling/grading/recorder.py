@@ -1,6 +1,6 @@
 """Records, inside the student's kernel, what the student's answers returned to the tests.
 
-Installed by :mod:`course_lib.grading.runner` before the first cell.  Before each *trusted* cell
+Installed by :mod:`course_lib.tooling.grading.runner` before the first cell.  Before each *trusted* cell
 (a test cell, or an instructor's cell left unchanged; recognised by the SHA-256 of its source)
 the answer functions (the names the exercise's solution cells define) are wrapped; every call
 the trusted cell makes to them is written to a JSON-lines log: the encoded result or exception,
@@ -11,7 +11,7 @@ solution cell) are snapshotted.
 
 Nothing here is trusted: the student's code runs in this process and may change or bypass all
 of it.  It exists so that honest work can be *replayed* in the judge
-(:mod:`course_lib.grading.judge`), which re-runs the trusted test code in a clean process and
+(:mod:`course_lib.tooling.grading.judge`), which re-runs the trusted test code in a clean process and
 accepts only values that pass the tests there.  A forged log can only contain values; a value
 passes only if it is right.
 """

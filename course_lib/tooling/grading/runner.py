@@ -1,6 +1,6 @@
 """Runs one student notebook in a Jupyter kernel, inside the sandbox.
 
-``python -m course_lib.grading.runner NOTEBOOK BOOT OUT LOG``: executes NOTEBOOK cell by cell
+``python -m course_lib.tooling.grading.runner NOTEBOOK BOOT OUT LOG``: executes NOTEBOOK cell by cell
 (the kernel starts in the current folder), with the recorder of :mod:`.recorder` installed
 first (its settings in BOOT), and writes the outputs and a status to OUT.  Limits: a wall-clock
 time per cell and per notebook and a size for the outputs kept (``--cell-timeout``,

@@ -1,5 +1,5 @@
-"""The course as a static website: ``make book``, i.e. ``python course_lib/book.py build``
-(or ``python -m course_lib.book build``, which also imports the rest of course_lib).
+"""The course as a static website: ``make book``, i.e. ``python course_lib/tooling/book.py build``
+(or ``python -m course_lib.tooling.book build``, which also imports the rest of course_lib).
 
 Every page is a stored notebook, rendered as it is (nothing is executed) by nbconvert's
 JupyterLab template::
@@ -35,7 +35,7 @@ from urllib.parse import unquote, urlsplit
 
 import nbformat
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]  # the repository (this file: course_lib/tooling/book.py)
 INDEX = "chapters/00_index.ipynb"
 STATIC = "_static"
 MATHJAX = f"{STATIC}/mathjax"
@@ -374,7 +374,7 @@ def build(root: Path = ROOT, out: Path = ROOT / "build" / "book") -> list[Path]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m course_lib.book", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m course_lib.tooling.book", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     b = sub.add_parser("build", help="build the site")
