@@ -111,6 +111,70 @@ def test_chapter_bias_numbers():
     assert np.all(r[:8] < 1) and np.all(r[8:] > 1)
 
 
+def test_q_exceeds_one_for_some_t_exactly_when_beta1_below_beta2():
+    """The widget's left panel: q_1 = (1 − β₁)/√(1 − β₂), above 1 exactly when
+    (1 − β₁)² > 1 − β₂; and q_t > 1 at *some* t exactly when β₁ < β₂ (then β₁ᵗ dies out first:
+    (1 − β₁ᵗ)² ≈ 1 − 2β₁ᵗ > 1 − β₂ᵗ), never when β₁ ≥ β₂ ((1 − β₁ᵗ)² < 1 − β₁ᵗ ≤ 1 − β₂ᵗ)."""
+    grid = (0.0, 0.5, 0.8, 0.9, 0.95, 0.99, 0.999)
+    t = np.arange(1, 20001)
+    for b1 in grid:
+        for b2 in grid[1:]:
+            q = af.bias_correction_factor(t, (b1, b2))
+            assert q[0] == pytest.approx((1 - b1) / math.sqrt(1 - b2), rel=1e-14)
+            if abs((1 - b1) ** 2 - (1 - b2)) > 1e-9:
+                assert (q[0] > 1) == ((1 - b1) ** 2 > 1 - b2), (b1, b2)
+            assert bool(np.any(q > 1)) == (b1 < b2), (b1, b2)
+    # the chapter's example: (0.9, 0.95) is too small at t = 1 and too large from t = 9 on
+    q = af.bias_correction_factor(t[:200], (0.9, 0.95))
+    assert np.flatnonzero(q > 1)[0] + 1 == 9 and np.all(q[8:] > 1)
+
+
+def test_noisy_adam_steps_follow_the_rule_and_the_exact_first_step():
+    run = af.noisy_adam_steps(1.0, steps=8, draws=3)
+    # one stream against course_lib.optim.adam_update (same seeded draws)
+    rng = np.random.default_rng(af.SNR_SEED)
+    g = np.stack([run.grad_mean + run.grad_std * rng.standard_normal(3) for _ in range(8)])
+    theta, state, steps = torch.zeros(3, dtype=torch.float64), {}, []
+    for g_t in g:
+        before = theta.clone()
+        adam_update(theta, torch.tensor(g_t), state, lr=1.0, betas=(0.9, 0.999), eps=1e-8)
+        steps.append((before - theta).numpy())
+    np.testing.assert_allclose(run.mean, np.mean(steps, axis=1), rtol=1e-12, atol=1e-15)
+    assert run.grad_mean**2 + run.grad_std**2 == pytest.approx(1.0)  # E[g²] = 1
+    assert run.grad_mean / run.grad_std == pytest.approx(1.0)
+    # without correction (δ = 0) the step at t = 1 is q_1 times Adam's, stream by stream
+    big = af.noisy_adam_steps(0.5, delta=0.0, steps=4)
+    assert big.mean_uncorrected[0] / big.mean[0] == pytest.approx(
+        float(af.bias_correction_factor(1)), rel=1e-12)
+    # E[step_1] = erf(ḡ/(σ√2)) exactly for δ → 0: the Monte-Carlo mean within 4 standard errors
+    for snr in (0.3, 1.0, 3.0):
+        r = af.noisy_adam_steps(snr, steps=4)
+        assert abs(r.mean[0] - r.first_step) < 4 * r.std[0] / math.sqrt(af.SNR_DRAWS), snr
+    for kwargs, name in [({"snr": -1.0}, "snr"), ({"steps": 2}, "steps"), ({"draws": 1}, "draws"),
+                         ({"delta": -1.0}, "delta"), ({"scale": 0.0}, "scale")]:
+        with pytest.raises(ValueError, match=f"Invalid {name}"):
+            af.noisy_adam_steps(**kwargs)
+
+
+def test_steady_step_is_the_signal_to_noise_ratio():
+    """The widget's right panel: once r̂ has averaged many gradients (β₂ = 0.999, 2000 steps),
+    Adam's mean step is ε·ḡ/(√(ḡ² + σ²) + δ), within 4 Monte-Carlo standard errors (measured:
+    within 1.4 SE for these and for δ = 1 at ḡ/σ = 0.3, 3, seed 0; within 1.2 SE for seeds 1–3;
+    the SE is (1–7)·10⁻⁴); and the figure's initial
+    frame (200 steps) is within 2 % of it."""
+    for snr, delta in ((0.3, 1e-8), (1.0, 1e-8), (3.0, 1e-8), (1.0, 1.0)):
+        run = af.noisy_adam_steps(snr, delta=delta, steps=2000)
+        assert abs(run.tail_mean() - run.predicted) < 4 * run.tail_se(), (snr, delta)
+    first = af.noisy_adam_steps(af.SNR_WIDGET["snr"], (af.SNR_WIDGET["beta1"], af.SNR_WIDGET["beta2"]),
+                                af.SNR_WIDGET["delta"])
+    assert first.mean[-1] == pytest.approx(first.predicted, rel=0.02)
+    assert first.predicted == pytest.approx(1 / math.sqrt(2), rel=1e-7)
+    # the notebook's printed line (NumPy's generator and float64 elementwise arithmetic: the same
+    # bits, 0.70619403797293, natively and under ATEN_CPU_CAPABILITY=default and avx2)
+    assert f"{float(af.bias_correction_factor(1, first.betas)):.3g}" == "3.16"
+    assert (f"{first.mean[-1]:.3g}", f"{first.predicted:.3g}") == ("0.706", "0.707")
+
+
 def test_first_steps_have_length_epsilon_whatever_the_scale():
     for g in (1e-3, 1.0, 1e3, -50.0):
         lengths = af.first_steps(5, lr=1e-3, g=g)

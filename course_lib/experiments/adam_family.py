@@ -12,6 +12,9 @@ Contents:
   chapter compares with), :func:`bias_correction_factor` (its closed-form step ratio
   (1 − β₁ᵗ)/√(1 − β₂ᵗ)), :func:`first_steps` (measured step lengths on a constant gradient),
   :func:`noisy_gradients` and :func:`moment_traces` (s, r, ŝ, r̂ along a gradient sequence),
+  :func:`noisy_adam_steps` (Adam's step on a noisy scalar gradient, Monte-Carlo over many
+  streams: its mean approaches ε·ḡ/(√(ḡ² + σ²) + δ)) and :func:`plot_bias_and_snr` (the
+  chapter's widget: q_t and that step for sliders β₁, β₂, δ, ḡ/σ),
   :func:`bias_correction_training` (the first minibatch losses of a network with and without
   the correction); :data:`ADAM_FAMILY`, factories taking β₁ and β₂ as separate keywords (for
   the widgets).
@@ -45,7 +48,8 @@ from course_lib.utils import shared_result
 
 __all__ = [
     "adam_update_uncorrected", "AdamNoBiasCorrection", "bias_correction_factor", "first_steps",
-    "noisy_gradients", "moment_traces", "bias_correction_training", "ADAM_FAMILY",
+    "noisy_gradients", "moment_traces", "NoisyAdamSteps", "noisy_adam_steps", "plot_bias_and_snr",
+    "bias_correction_training", "ADAM_FAMILY",
     "adam_with_betas", "amsgrad_with_betas", "nadam_with_betas", "uncorrected_with_betas",
     "ScaledLogisticTask", "WeightDecayFit", "scaled_logistic_task", "logistic_cost",
     "fit_logistic", "l2_minimizer", "adamw_fixed_point", "stationarity", "fixed_point_of",
@@ -61,6 +65,10 @@ BIAS_BETAS = ((0.9, 0.999), (0.9, 0.99), (0.9, 0.95), (0.9, 0.9))
 BIAS_STEPS = 200  # steps shown in the bias-correction figure
 BIAS_TRAIN_LRS = (3e-3, 3e-2)  # ε of the network trained with and without the correction
 BIAS_TRAIN_STEPS = 30
+#: the noisy-gradient widget: Monte-Carlo draws of the gradient stream g_t ~ N(ḡ, σ²) (scaled so
+#: that ḡ² + σ² = 1), their seed, and its initial frame (β₁, β₂, δ, signal-to-noise ratio ḡ/σ)
+SNR_DRAWS, SNR_SEED = 4000, 0
+SNR_WIDGET = dict(beta1=0.9, beta2=0.999, delta=1e-8, snr=1.0)
 
 WD_SCALES = tuple(float(s) for s in np.logspace(-2, 2, 9))  # feature scales s_i, 10⁻² … 10²
 WD_N_TRAIN, WD_N_TEST, WD_SEED = 1000, 4000, 0
@@ -233,6 +241,139 @@ def moment_traces(gradients, betas: tuple[float, float] = (0.9, 0.999)) -> dict[
         s[i], r[i] = state["exp_avg"].item(), state["exp_avg_sq"].item()
     t = np.arange(1, g.size + 1)
     return {"t": t, "s": s, "r": r, "s_hat": s / (1 - beta1**t), "r_hat": r / (1 - beta2**t)}
+
+
+@dataclass
+class NoisyAdamSteps:
+    """Adam's steps on ``draws`` independent streams g_t ~ N(ḡ, σ²), t = 1..T, in units of ε
+    (the update is θ ← θ − ε·step; positive = along −ḡ).  Arrays over t: ``mean`` and ``std``
+    (across streams) of the corrected step ŝ/(√r̂ + δ), ``mean_uncorrected`` and
+    ``std_uncorrected`` of s/(√r + δ); ``per_stream`` the corrected steps of every stream over
+    the last quarter of the run, averaged over t (one number per stream, i.i.d. across
+    streams: :meth:`tail_mean` and :meth:`tail_se` use it)."""
+
+    t: np.ndarray
+    mean: np.ndarray
+    std: np.ndarray
+    mean_uncorrected: np.ndarray
+    std_uncorrected: np.ndarray
+    per_stream: np.ndarray
+    grad_mean: float  # ḡ
+    grad_std: float  # σ
+    betas: tuple[float, float]
+    delta: float
+
+    @property
+    def predicted(self) -> float:
+        """ε·ḡ/(√(ḡ² + σ²) + δ) in units of ε: E[ŝ] = ḡ over √E[r̂] + δ (both expectations are
+        exact at every t, thanks to the correction); the mean step approaches it once r̂ has
+        averaged many gradients (its own spread then vanishes)."""
+        return self.grad_mean / (math.hypot(self.grad_mean, self.grad_std) + self.delta)
+
+    @property
+    def first_step(self) -> float:
+        """E[step₁] exactly, for δ = 0: ŝ₁/√r̂₁ = g₁/|g₁| = sign(g₁), whose mean is
+        2Φ(ḡ/σ) − 1 = erf(ḡ/(σ√2))."""
+        return math.erf(self.grad_mean / (self.grad_std * math.sqrt(2.0)))
+
+    def tail_mean(self) -> float:
+        """The mean corrected step over the last quarter of the run (the steady step)."""
+        return float(self.per_stream.mean())
+
+    def tail_se(self) -> float:
+        """The Monte-Carlo standard error of :meth:`tail_mean`."""
+        return float(self.per_stream.std(ddof=1) / math.sqrt(self.per_stream.size))
+
+
+def noisy_adam_steps(snr: float = 1.0, betas: tuple[float, float] = (0.9, 0.999),
+                     delta: float = 1e-8, steps: int = BIAS_STEPS, draws: int = SNR_DRAWS,
+                     seed: int = SNR_SEED, scale: float = 1.0) -> NoisyAdamSteps:
+    r"""Adam on ``draws`` independent scalar gradient streams g_t = ḡ + σξ_t, ξ_t ~ N(0, 1),
+    with signal-to-noise ratio ḡ/σ = ``snr`` and ḡ² + σ² = ``scale``² (E[g²] fixed, so that
+    δ is measured against a fixed gradient size): the steps ŝ/(√r̂ + δ), with and without bias
+    correction, vectorised over the streams (float64, NumPy's seeded generator).
+
+    The moments follow the rule of ``course_lib.optim.adam_update`` (s ← β₁s + (1 − β₁)g,
+    r ← β₂r + (1 − β₂)g², ŝ = s/(1 − β₁ᵗ), r̂ = r/(1 − β₂ᵗ)); the tests check one stream
+    against it.  Returns a :class:`NoisyAdamSteps`.
+    """
+    _check("snr", snr, math.isfinite(snr) and snr >= 0, "a finite number >= 0")
+    _check("steps", steps, _is_int(steps) and steps >= 4, "an int >= 4")
+    _check("draws", draws, _is_int(draws) and draws >= 2, "an int >= 2")
+    _check("scale", scale, scale > 0, "a number > 0")
+    _check("delta", delta, delta >= 0, ">= 0")
+    beta1, beta2 = _check_betas(betas)
+    grad_mean = scale * snr / math.sqrt(1.0 + snr**2)
+    grad_std = scale / math.sqrt(1.0 + snr**2)
+    rng = np.random.default_rng(seed)
+    s, r = np.zeros(draws), np.zeros(draws)
+    out = {k: np.empty(steps) for k in ("mean", "std", "mean_u", "std_u")}
+    tail_from = steps - steps // 4
+    tail = np.zeros(draws)
+    for i in range(steps):
+        t = i + 1
+        g = grad_mean + grad_std * rng.standard_normal(draws)
+        s = beta1 * s + (1 - beta1) * g
+        r = beta2 * r + (1 - beta2) * g * g
+        step = (s / (1 - beta1**t)) / (np.sqrt(r / (1 - beta2**t)) + delta)
+        raw = s / (np.sqrt(r) + delta)
+        out["mean"][i], out["std"][i] = step.mean(), step.std()
+        out["mean_u"][i], out["std_u"][i] = raw.mean(), raw.std()
+        if i >= tail_from:
+            tail += step
+    return NoisyAdamSteps(np.arange(1, steps + 1), out["mean"], out["std"], out["mean_u"],
+                          out["std_u"], tail / (steps - tail_from), grad_mean, grad_std,
+                          (beta1, beta2), float(delta))
+
+
+def plot_bias_and_snr(beta1: float = 0.9, beta2: float = 0.999, delta: float = 1e-8,
+                      snr: float = 1.0, steps: int = BIAS_STEPS, draws: int = SNR_DRAWS,
+                      axes=None) -> NoisyAdamSteps:
+    """The chapter's bias-correction widget.  Left: q_t = (1 − β₁ᵗ)/√(1 − β₂ᵗ)
+    (:func:`bias_correction_factor`, the uncorrected step over the corrected one) against the
+    corrected 1, shaded where q_t > 1.  Right: :func:`noisy_adam_steps` for the signal-to-noise
+    ratio ``snr``: Adam's mean step ± one standard deviation across streams, the exact first
+    step and the steady step ε·ḡ/(√(ḡ² + σ²) + δ).  Every argument
+    but ``axes`` (two Axes) can be a control of :func:`course_lib.widgets.interactive_plot`.
+    Returns the Monte-Carlo result."""
+    import matplotlib.pyplot as plt
+
+    betas = (beta1, beta2)
+    run = noisy_adam_steps(snr, betas, delta, steps, draws)
+    if axes is None:
+        _, axes = plt.subplots(1, 2, figsize=(12, 4))
+    a, b = axes
+    t = run.t
+    q = bias_correction_factor(t, betas)
+    a.plot(t, q, color="tab:orange", label=r"without correction: $q_t$")
+    a.axhline(1.0, color="tab:blue", label="with correction: 1")
+    a.fill_between(t, 1.0, q, where=q > 1, color="tab:red", alpha=0.25, label=r"$q_t > 1$: too large")
+    a.fill_between(t, q, 1.0, where=q < 1, color="tab:gray", alpha=0.2, label=r"$q_t < 1$: too small")
+    a.set(xscale="log", xlabel="step $t$", ylabel="uncorrected step / corrected step")
+    over = np.flatnonzero(q > 1)
+    where = (f"> 1 for t = {over[0] + 1}–{over[-1] + 1}, largest {q.max():.3g}" if over.size
+             else f"≤ 1 up to t = {steps}")
+    a.set_title(f"$q_1$ = {q[0]:.3g}; $q_t$ {where}", fontsize="medium")
+    a.legend(fontsize="small")
+    b.plot(t, run.mean, color="tab:blue", label="Adam: mean step / ε")
+    b.fill_between(t, run.mean - run.std, run.mean + run.std, color="tab:blue", alpha=0.2,
+                   label="± one standard deviation across streams")
+    b.axhline(run.predicted, color="k", ls=":",
+              label=r"$\bar g/(\sqrt{\bar g^2+\sigma^2}+\delta)$")
+    b.axhline(1.0, color="0.6", lw=0.8, label="ε: the step on a constant gradient")
+    b.axhline(0.0, color="0.6", lw=0.8)
+    if delta < 1e-6:  # δ ≪ |g|: the first step is sign(g₁)
+        b.plot([1], [run.first_step], "k+", ms=10, mew=2,
+               label=r"exact at $t = 1$: erf$(\bar g/\sigma\sqrt{2})$")
+    b.set_ylim(-0.6, 1.6)
+    b.set(xscale="log", xlabel="step $t$", ylabel=r"step along $-\bar g$, in units of ε")
+    b.set_title(f"ḡ/σ = {snr:.3g}: steady step {run.mean[-1]:.3g}ε ≈ {run.predicted:.3g}ε "
+                f"(spread ± {run.std[-1]:.2g}ε)", fontsize="medium")
+    b.legend(fontsize="x-small", loc="upper right", ncol=2)
+    b.figure.suptitle(f"β₁ = {beta1:g}, β₂ = {beta2:g}, δ = {delta:g}; "
+                      f"{draws} gradient streams with E[g²] = 1")
+    b.figure.tight_layout()
+    return run
 
 
 def bias_correction_training(lr: float, splits: dict, steps: int = 30, model: str = "mlp",
