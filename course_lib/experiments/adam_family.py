@@ -49,7 +49,8 @@ from course_lib.utils import shared_result
 __all__ = [
     "adam_update_uncorrected", "AdamNoBiasCorrection", "bias_correction_factor", "first_steps",
     "noisy_gradients", "moment_traces", "NoisyAdamSteps", "noisy_adam_steps", "plot_bias_and_snr",
-    "bias_correction_training", "ADAM_FAMILY",
+    "bias_correction_training", "ADAM_FAMILY", "plot_moment_traces", "plot_bias_correction_ratio",
+    "plot_weight_decay_network", "plot_online_counterexample", "plot_weight_decay_fits",
     "adam_with_betas", "amsgrad_with_betas", "nadam_with_betas", "uncorrected_with_betas",
     "ScaledLogisticTask", "WeightDecayFit", "scaled_logistic_task", "logistic_cost",
     "fit_logistic", "l2_minimizer", "adamw_fixed_point", "stationarity", "fixed_point_of",
@@ -340,8 +341,8 @@ def plot_bias_and_snr(beta1: float = 0.9, beta2: float = 0.999, delta: float = 1
 
     betas = (beta1, beta2)
     run = noisy_adam_steps(snr, betas, delta, steps, draws)
-    if axes is None:
-        _, axes = plt.subplots(1, 2, figsize=(12, 4))
+    if axes is None:  # 11.4 x 4.2 in at the notebook's 80 dpi: 912 px, inside the lab's column
+        _, axes = plt.subplots(1, 2, figsize=(11.4, 4.2))
     a, b = axes
     t = run.t
     q = bias_correction_factor(t, betas)
@@ -814,3 +815,136 @@ def nadam_momentum_schedule(t, beta1: float = 0.9, momentum_decay: float = 4e-3)
     t = np.asarray(t, dtype=float)
     _check("t", t.tolist() if t.ndim else float(t), bool(np.all(t >= 1)), "step numbers >= 1")
     return beta1 * (1.0 - 0.5 * 0.96 ** (t * momentum_decay))
+
+
+# ----------------------------------------------------------------------------- the chapter's figures
+def plot_moment_traces(gradients, traces: dict, running_g2, axes=None):
+    """Figure of §12.1: the raw and corrected first moments s, ŝ against the gradients (left) and
+    the second moments r, r̂ against the running mean of g² (right), for
+    ``traces = moment_traces(gradients, (0.9, 0.999))`` of gradients with E[g] = 1, E[g²] = 5."""
+    import matplotlib.pyplot as plt
+
+    if axes is None:
+        _, axes = plt.subplots(1, 2, figsize=(12, 4))
+    a1, a2 = axes
+    t = traces["t"]
+    a1.plot(t, gradients, ".", color="0.75", ms=3, label="gradient $g_t$")
+    a1.plot(t, traces["s"], label="raw $s$")
+    a1.plot(t, traces["s_hat"], label=r"corrected $\hat s$")
+    a1.axhline(1.0, color="k", ls=":", label=r"$\mathbb{E}[g] = 1$")
+    a1.set(xscale="log", xlabel="step $t$", ylabel="first moment", ylim=(-3, 5),
+           title=r"$\hat s$ estimates E[g] from step 1; raw $s$ starts at 0")
+    a1.legend(fontsize="small")
+    a2.plot(t, traces["r"], label="raw $r$")
+    a2.plot(t, traces["r_hat"], label=r"corrected $\hat r$")
+    a2.plot(t, running_g2, "k--", lw=1, label=r"running mean of $g^2$")
+    a2.axhline(5.0, color="k", ls=":", label=r"$\mathbb{E}[g^2] = 5$")
+    a2.set(xscale="log", yscale="log", xlabel="step $t$", ylabel="second moment",
+           title=r"Raw $r$ is too small by $1-\beta_2^t$ ($\beta_2 = 0.999$)")
+    a2.legend(fontsize="small")
+    return axes
+
+
+def plot_weight_decay_network(results: dict, axes=None):
+    """Figure of §12.3's network demo: median test accuracy (left) and median ‖θ‖₂ (right) against
+    λ for Adam + L2 and AdamW, with Adam without decay dashed; ``results`` from
+    :func:`weight_decay_network`."""
+    import matplotlib.pyplot as plt
+
+    if axes is None:
+        _, axes = plt.subplots(1, 2, figsize=(12, 3.8))
+    a1, a2 = axes
+    for method, style in (("Adam + L2", "o-"), ("AdamW", "s-")):
+        lams = [lam for (m, lam) in results if m == method]
+        for ax, key in ((a1, "test_accuracy"), (a2, "norm")):
+            ax.plot(lams, [np.median(results[(method, lam)][key]) for lam in lams], style, label=method)
+    for ax, key, ylabel in ((a1, "test_accuracy", "test accuracy (median of 3)"),
+                            (a2, "norm", r"$\|\theta\|_2$ (median of 3)")):
+        ax.axhline(np.median(results[("Adam", 0.0)][key]), color="k", ls="--", lw=1,
+                   label="Adam, no decay")
+        ax.set(xscale="log", xlabel="weight decay λ", ylabel=ylabel)
+        ax.legend(fontsize="small")
+    a2.set(yscale="log")
+    a1.figure.suptitle("MLP on MNIST-1D: the same λ shrinks the weights far more as an L2 term in Adam")
+    return axes
+
+
+def plot_online_counterexample(runs: dict, beta2s, settle: dict, axes=None):
+    """Figure of §12.4: x_t (left), the average regret R_T/T (middle) and where the run settles
+    against β₂ (right) for ``runs = {"Adam": ..., "AMSGrad": ...}`` of
+    :func:`online_counterexample` and ``settle`` of :func:`final_x_vs_beta2`."""
+    import matplotlib.pyplot as plt
+
+    if axes is None:
+        _, axes = plt.subplots(1, 3, figsize=(16, 4))
+    for name, run in runs.items():
+        axes[0].plot(np.arange(1, len(run.x) + 1), run.x, label=name, lw=1)
+        axes[1].plot(np.arange(1, len(run.x)), run.average_regret(), label=name)
+        axes[2].plot(beta2s, settle[name], "o-", label=name)
+    axes[0].set(xlabel="round $t$", ylabel="$x_t$", ylim=(-1.1, 1.1),
+                title="Adam → worst point +1, AMSGrad → best −1")
+    axes[1].set(xlabel="round $T$", ylabel="average regret $R_T/T$", xscale="log",
+                title="Adam's average regret does not vanish")
+    axes[2].axhline(0, color="k", lw=0.8)
+    axes[2].set(xlabel=r"$\beta_2$ (with $\beta_1 = 0$)", ylabel="x where the run settles",
+                title="Adam fails only when r forgets fast")
+    for ax in axes:
+        ax.legend(fontsize="small")
+    return axes
+
+
+def plot_bias_correction_ratio(betas_list=BIAS_BETAS, steps: int = BIAS_STEPS, ax=None) -> dict:
+    """Figure of §12.2: the measured ratio of the uncorrected to the corrected step on a constant
+    gradient (circles, :func:`first_steps`) against q_t = (1 − β₁ᵗ)/√(1 − β₂ᵗ) (lines,
+    :func:`bias_correction_factor`), for each (β₁, β₂) in ``betas_list``.  Returns
+    {betas: (measured, predicted)} over t = 1..``steps``."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7, 4.2))
+    t = np.arange(1, steps + 1)
+    out = {}
+    for betas in betas_list:
+        measured = (first_steps(steps, betas, bias_correction=False) / first_steps(steps, betas))
+        predicted = bias_correction_factor(t, betas)
+        line, = ax.plot(t, predicted, label=fr"$(1-\beta_1^t)/\sqrt{{1-\beta_2^t}}$, $\beta$ = {betas}")
+        ax.plot(t[::8], measured[::8], "o", ms=4, color=line.get_color(), mfc="none")
+        out[tuple(betas)] = (measured, predicted)
+    ax.axhline(1.0, color="k", lw=0.8)
+    largest = max(m.max() for m, _ in out.values())
+    ax.set(xscale="log", yscale="log", xlabel="step $t$", ylabel="uncorrected step / corrected step",
+           title=f"Without correction the early steps are up to {largest:.2g}× too large (β₂ = 0.999)")
+    ax.plot([], [], "ko", mfc="none", label="measured (circles)")
+    ax.legend(fontsize="small")
+    return out
+
+
+def plot_weight_decay_fits(task: ScaledLogisticTask, fits: dict, minimizers: dict,
+                           lam: float = WD_LAMBDA, lambdas=WD_LAMBDAS, axes=None):
+    """Figure of §12.3: the effective weights |θᵢ|sᵢ against the feature scale for Adam + L2,
+    AdamW (at ``lam``) and Adam without decay, with the L2 minimizer (left), and the test accuracy
+    against λ (right); ``fits`` from :func:`weight_decay_experiment`, ``minimizers`` λ → θ of
+    :func:`l2_minimizer`."""
+    import matplotlib.pyplot as plt
+
+    if axes is None:
+        _, axes = plt.subplots(1, 2, figsize=(13, 4.2))
+    a1, a2 = axes
+    scales = task.scales.numpy()
+    for key, style in ((("Adam + L2", lam), "o-"), (("AdamW", lam), "s-"), (("Adam", 0.0), "^--")):
+        label = f"{key[0]}, λ = {key[1]:g}" if key[1] else "Adam, no decay"
+        a1.plot(scales, fits[key].effective_weights(task.scales).numpy(), style, label=label)
+    a1.plot(scales, (minimizers[lam].abs() * task.scales).numpy(), "k+", ms=12, mew=2,
+            label=f"minimizer of J + λ‖θ‖²/2, λ = {lam:g}")
+    a1.axhline(1.0, color="k", ls=":", lw=1)
+    a1.set(xscale="log", xlabel="feature scale $s_i$", ylabel=r"effective weight $|\theta_i|\,s_i$",
+           title="Adam + L2 discards small-scale features; AdamW keeps them")
+    a1.legend(fontsize="small")
+    lams = np.array(lambdas)
+    for method, style in (("Adam + L2", "o-"), ("AdamW", "s-")):
+        a2.plot(lams, [fits[(method, lam_)].test_accuracy for lam_ in lambdas], style, label=method)
+    a2.axhline(fits[("Adam", 0.0)].test_accuracy, color="k", ls="--", lw=1, label="Adam, no decay")
+    a2.set(xscale="log", xlabel="weight decay λ", ylabel="test accuracy",
+           title="AdamW is more accurate at every λ of the sweep")
+    a2.legend(fontsize="small")
+    return axes

@@ -48,7 +48,7 @@ import torch
 from course_lib.landscapes import Landscape, Trajectory, run_optimizer
 from course_lib.optim import SGD
 
-__all__ = ["RNNCliff", "wall_slopes", "steepest_slope", "growth_factor", "clip_gradient", "angle_between",
+__all__ = ["plot_cliff", "plot_wall_growth", "plot_clipping_runs", "plot_threshold_sweep", "RNNCliff", "wall_slopes", "steepest_slope", "growth_factor", "clip_gradient", "angle_between",
            "step_lengths", "single_step", "compare_clipping", "catapult_census", "threshold_sweep",
            "census_starts", "train_rnn_clipped", "rnn_clipping_experiment",
            "rnn_clipping_summary", "clip_check_on_rnn", "plot_rnn_clipping", "plot_clip_vectors"]
@@ -622,3 +622,95 @@ def plot_clip_vectors(g, g_norm, g_value, max_norm: float, max_value: float, ax=
                  f"{angle_between(g, g_value):.0f}°")
     ax.legend(loc="upper left", fontsize="small")
     return ax
+
+
+# ----------------------------------------------------------------------------- the chapter's figures
+def plot_cliff(J: RNNCliff, fig=None):
+    """Figure of §6.1: the cost's contours with the wall b*(w) (left) and the same cost as a
+    surface (right)."""
+    import matplotlib.pyplot as plt
+
+    from course_lib.plots import contour, surface3d
+
+    fig = fig or plt.figure(figsize=(12, 4.3))
+    w_line = np.linspace(*J.bounds[0], 50)
+    ax = fig.add_subplot(1, 2, 1)
+    contour(J, ax=ax)
+    ax.plot(w_line, J.wall_limit(w_line), "r--", lw=1, label=r"$b^*(w) = \mathrm{artanh}(h_0) - w h_0$")
+    ax.set(xlabel="recurrent weight $w$", ylabel="bias $b$",
+           title="A straight wall separates a high shelf from a low basin")
+    ax.legend(loc="lower left", fontsize="small")
+    ax3 = fig.add_subplot(1, 2, 2, projection="3d")
+    surface3d(J, ax=ax3, resolution=120)
+    ax3.set(xlabel="$w$", ylabel="$b$", title="The same cost as a surface: a cliff")
+    ax3.view_init(elev=30, azim=-120)
+    return fig
+
+
+def plot_wall_growth(J: RNNCliff, ts, slopes, w: float, lengths=(3, 5, 10, 20), axes=None):
+    """Figure of §6.2: the cost across the wall along b at weight ``w`` for several sequence
+    lengths (left) and the measured gradient norm on the wall against T (``slopes`` from
+    :func:`wall_slopes`) with the growth [w(1 − h₀²)]^T (right)."""
+    import matplotlib.pyplot as plt
+
+    if axes is None:
+        _, axes = plt.subplots(1, 2, figsize=(12, 4))
+    ax1, ax2 = axes
+    b = np.linspace(-1.0, 0.0, 801)
+    for T in lengths:
+        ax1.plot(b, RNNCliff(T)(np.stack([np.full_like(b, w), b], axis=-1)).numpy(), label=f"T = {T}")
+    ax1.set(xlabel="bias $b$", ylabel=rf"$J(w = {w:g}, b)$", title="The longer the sequence, the sharper the step")
+    ax1.legend()
+    Ts, slopes = np.asarray(ts), np.asarray(slopes)
+    growth = J.wall_growth(w)
+    ax2.semilogy(Ts, slopes, "o", label=r"measured $\|\nabla J\|$ on the wall")
+    ax2.semilogy(Ts, slopes[-1] * growth ** (Ts - Ts[-1]), "--",
+                 label=rf"$\propto [w(1-h_0^2)]^T = {growth:.2g}^T$")
+    ax2.set(xlabel="sequence length $T$", ylabel=r"gradient norm on the wall",
+            title=f"The slope on the wall grows like ${growth:.2g}^T$")
+    ax2.legend()
+    return axes
+
+
+def plot_clipping_runs(J: RNNCliff, runs: dict, zoom, wide, axes=None):
+    """Figure of §6.4: the runs of :func:`compare_clipping` near the wall (bounds ``zoom``), in a
+    wide view (``wide``), and their costs."""
+    import matplotlib.pyplot as plt
+
+    from course_lib.plots import plot_losses, plot_trajectories
+
+    if axes is None:
+        _, axes = plt.subplots(1, 3, figsize=(16, 4.5))
+    plot_trajectories(J, runs, ax=axes[0], contour_kw={"bounds": zoom},
+                      title="Clipped runs stay on the wall and reach the ravine")
+    plot_trajectories(J, runs, ax=axes[1], contour_kw={"bounds": wide},
+                      title="The plain run is thrown far out, to a flat region")
+    stall = float(runs["no clipping"].losses[-1])
+    plot_losses(runs, ax=axes[2], log_y=True, y_label=r"$J(\theta_t)$",
+                title=f"Without clipping the loss stalls at {stall:.2g}")
+    axes[2].set_ylim(1e-12, 10)
+    for ax in axes[:2]:
+        ax.set(xlabel="recurrent weight $w$", ylabel="bias $b$")
+    return axes
+
+
+def plot_threshold_sweep(sweep: dict, lr: float, typical: float, axes=None):
+    """Figure of §6.5: final cost (left) and longest step with its bound εc (right) against the
+    clipping threshold c (``sweep`` from :func:`threshold_sweep`); ``typical`` the median ‖g‖
+    before the wall."""
+    import matplotlib.pyplot as plt
+
+    if axes is None:
+        _, axes = plt.subplots(1, 2, figsize=(12, 4))
+    ax1, ax2 = axes
+    ax1.loglog(sweep["threshold"], np.maximum(sweep["final_loss"], 1e-16), "o-")
+    ax1.axvline(typical, color="gray", ls=":", label=f"median ||g|| before the wall ({typical:.2g})")
+    ax1.set(xlabel="clipping threshold $c$", ylabel="final cost $J(\\theta_{100})$ (floored at 1e-16)",
+            title="Too small a threshold slows, too large lets the catapult through")
+    ax1.legend(fontsize="small")
+    ax2.loglog(sweep["threshold"], sweep["max_step"], "o-", label="longest step")
+    ax2.loglog(sweep["threshold"], lr * np.asarray(sweep["threshold"]), "--", label=r"bound $\epsilon c$")
+    ax2.set(xlabel="clipping threshold $c$", ylabel=r"longest step $\|\theta_{t+1} - \theta_t\|$",
+            title=r"The longest step equals $\epsilon c$")
+    ax2.legend(fontsize="small")
+    return axes

@@ -51,6 +51,7 @@ __all__ = [
     "sweep_landscape", "compare_on_landscape", "race", "mnist1d_splits", "TrainingRun",
     "NetworkSweep", "make_model", "train_run", "sweep_network", "compare_on_mnist1d",
     "seed_spread", "results_table", "format_gap", "suboptimality_score",
+    "plot_landscape_comparison", "plot_network_comparison",
 ]
 
 # --- the contestants ---------------------------------------------------------------------------
@@ -517,3 +518,61 @@ def results_table(landscapes: Mapping[str, Mapping[str, LandscapeSweep]] | None 
                        for i, (c, w) in enumerate(zip(r, widths))) for r in rows]
     lines.insert(1, "-" * len(lines[0]))
     return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- the chapter's figures
+def plot_landscape_comparison(results: Mapping[str, Mapping[str, LandscapeSweep]],
+                              shown=("SGD", "Momentum", "Adagrad", "RMSprop", "Adadelta", "Adam", "NAdam"),
+                              axes=None):
+    """Figure of §12.6.1: on each toy landscape, the path of each optimizer in ``shown`` at its
+    tuned ε (``results`` from :func:`compare_on_landscape` per landscape), one legend below."""
+    import matplotlib.pyplot as plt
+
+    from course_lib.plots import plot_trajectories
+
+    if axes is None:
+        _, axes = plt.subplots(2, 2, figsize=(10, 8.2))
+    axes = np.asarray(axes)
+    for ax, (land, sweeps) in zip(axes.flat, results.items()):
+        plot_trajectories(make_landscape(land), {name: sweeps[name].best for name in shown},
+                          ax=ax, legend=False, title=f"{land}: {LANDSCAPE_STEPS} steps, tuned ε",
+                          contour_kw={"resolution": 100, "levels": 15})
+    fig = axes.flat[0].figure
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=8, fontsize="small")
+    fig.suptitle("Momentum gets closest on Rosenbrock; Adagrad and RMSprop leave the saddle first")
+    fig.tight_layout(rect=(0, 0.05, 1, 0.97))
+    return axes
+
+
+def plot_network_comparison(results: Mapping[str, Mapping[str, NetworkSweep]], axes=None):
+    """Figure of §12.6.2: per model (rows), the training loss and validation accuracy per epoch of
+    each optimizer's best run (order 0), and its test accuracy (median, range over the orders);
+    ``results`` = {model: :func:`compare_on_mnist1d`}."""
+    import matplotlib.pyplot as plt
+
+    if axes is None:
+        _, axes = plt.subplots(2, 3, figsize=(14, 7.5))
+    for row, (model, sweeps) in zip(axes, results.items()):
+        for name, s in sweeps.items():
+            epochs = s.best.history.epochs
+            row[0].plot(epochs["epoch"], epochs["train_loss"], label=name)
+            row[1].plot(epochs["epoch"], epochs["val_accuracy"], label=name)
+        names = list(sweeps)
+        med = np.array([sweeps[n].test_accuracy for n in names])
+        lo = med - np.array([sweeps[n].test_accuracies.min() for n in names])
+        hi = np.array([sweeps[n].test_accuracies.max() for n in names]) - med
+        row[2].barh(names, med, xerr=(lo, hi), color="tab:blue", ecolor="k", capsize=2)
+        row[0].set(xlabel="epoch", ylabel="training loss (mean over the epoch)", yscale="log",
+                   title=f"{model.upper()}: training loss, tuned ε, order 0")
+        row[1].set(xlabel="epoch", ylabel="validation accuracy",
+                   title=f"{model.upper()}: validation accuracy, order 0")
+        row[2].set(xlabel="test accuracy", xlim=(0, 1),
+                   title=f"{model.upper()}: test accuracy (median, range of 3 orders)")
+        row[2].invert_yaxis()
+        row[0].legend(fontsize="x-small", ncol=2)
+    fig = axes[0][0].figure
+    fig.suptitle("On the CNN tuned SGD with momentum beats every adaptive method; "
+                 "on the MLP the differences are small")
+    fig.tight_layout(rect=(0, 0, 1, 0.96))
+    return axes

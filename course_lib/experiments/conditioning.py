@@ -49,7 +49,7 @@ from course_lib.curvature import GradientCurvature, gradient_curvature
 from course_lib.landscapes import Landscape, Quadratic
 from course_lib.utils import shared_result
 
-__all__ = [
+__all__ = ["plot_taylor_check", "plot_stability_wall", "plot_conditioning_sweep", 
     "TaylorCheck", "taylor_check", "gd_losses", "largest_stable_lr", "iterations_to_tolerance",
     "ConditioningSweep", "conditioning_sweep", "CurvatureLog", "train_with_curvature",
     "Figure81Run", "figure_8_1_run", "figure_8_1_seeds", "Figure81Summary", "figure_8_1_summary",
@@ -709,3 +709,65 @@ def plot_figure_8_1(log, axes=None):
     for ax in axes:
         ax.set_xlabel("epoch")
     return fig
+
+
+# ----------------------------------------------------------------------------- the chapter's figures
+def plot_taylor_check(tc: TaylorCheck, on_network: bool = False, ax=None):
+    """Figures of §3.1 and §3.5: the change of the cost predicted by the second-order Taylor model
+    against the measured change, over the learning rates of ``tc`` (:func:`taylor_check`); with
+    ``on_network`` the labels of the trained-MLP version."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6.5, 4))
+    if on_network:
+        ax.plot(tc.lrs, tc.predicted, lw=4, alpha=0.4, label="Taylor model")
+        ax.plot(tc.lrs, tc.actual, "ko--", ms=4, label="measured on the network")
+        ax.axvline(tc.critical_lr, color="tab:red", ls=":", label=r"$2\epsilon^*$")
+        ax.set_ylabel(r"$J(\theta-\epsilon g) - J(\theta)$")
+        ax.set_title("On the trained MLP the quadratic model predicts the step well")
+    else:
+        ax.plot(tc.lrs, tc.predicted, lw=4, alpha=0.4,
+                label=r"Taylor: $\frac{1}{2}\epsilon^2 g^\top Hg - \epsilon g^\top g$")
+        ax.plot(tc.lrs, tc.actual, "k--", label=r"measured: $J(\theta-\epsilon g) - J(\theta)$")
+        ax.axvline(tc.optimal_lr, color="tab:green", ls=":", label=rf"$\epsilon^* = {tc.optimal_lr:.3g}$")
+        ax.axvline(tc.critical_lr, color="tab:red", ls=":", label=rf"$2\epsilon^* = {tc.critical_lr:.3g}$")
+        ax.set_ylabel(r"change of the cost $J$")
+        ax.set_title(r"On a quadratic the model is exact: best step at $\epsilon^*$, harmful beyond $2\epsilon^*$")
+    ax.axhline(0, color="gray", lw=0.5)
+    ax.set_xlabel(r"learning rate $\epsilon$")
+    ax.legend(fontsize="small")
+    return ax
+
+
+def plot_stability_wall(wall, kappas=WALL_KAPPAS, ratios=WALL_RATIOS, steps: int = WALL_STEPS, ax=None):
+    """Figure of §3.2: J(θ_steps)/J(θ₀) against ε in units of 2/λ_max, one line per κ
+    (``wall`` from :func:`stability_wall`)."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6.5, 4))
+    for kappa, row in zip(kappas, wall):
+        ax.semilogy(ratios, row, label=rf"$\kappa = {kappa}$")
+    ax.axvline(1.0, color="gray", ls=":")
+    ax.set_xlabel(r"learning rate in units of the limit, $\epsilon\,/\,(2/\lambda_{\max})$")
+    ax.set_ylabel(rf"$J(\theta_{{{steps}}})\,/\,J(\theta_0)$")
+    ax.set_title(r"Whatever $\kappa$, the cost explodes once $\epsilon > 2/\lambda_{\max}$")
+    ax.legend()
+    return ax
+
+
+def plot_conditioning_sweep(sweep: ConditioningSweep, ax=None):
+    """Figure of §3.3: gradient-descent steps to the tolerance against κ, with κ ln(1/tol)."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, 4))
+    ax.loglog(sweep.kappas, sweep.iterations, "o-", label="measured")
+    ax.loglog(sweep.kappas, sweep.iterations_theory, "k--",
+              label=r"$\kappa\,\ln(1/\mathrm{tol})$ (flattest direction only)")
+    ax.set_xlabel(r"condition number $\kappa$")
+    ax.set_ylabel("gradient-descent steps to reach tol")
+    ax.set_title(rf"Steps grow linearly in $\kappa$ (log-log slope {sweep.slope():.2f})")
+    ax.legend()
+    return ax

@@ -61,7 +61,8 @@ __all__ = [
     "OrderingRun", "ordering_experiment",
     "gaussian_task", "FreshSamples", "GeneralizationResult", "generalization_experiment",
     "true_risk_gradient", "GradientBias", "gradient_bias",
-    "loss_vs_examples",
+    "loss_vs_examples", "plot_gradient_noise", "plot_redundancy", "plot_time_per_update",
+    "plot_activation_memory", "plot_ordering", "plot_generalization", "plot_loss_vs_examples",
     "NOISE_BATCH_SIZES", "TIMING_BATCH_SIZES", "STABILITY_BATCH_SIZES", "STABILITY_LRS",
 ]
 
@@ -904,3 +905,148 @@ def plot_batch_size_study(study: BatchSizeStudy, axes=None):
         ax.axhline(study.target, color="gray", ls=":", lw=1)
         ax.legend(fontsize="small")
     return axes
+
+
+# ----------------------------------------------------------------------------- the chapter's figures
+def plot_gradient_noise(result, ax=None):
+    """Figure of §2.2: the measured standard error of the minibatch gradient against B with the
+    prediction √(tr Σ / B), and ‖∇J‖ for scale; ``result`` from :func:`gradient_noise_experiment`."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, 4.2))
+    B = result.noise.batch_sizes
+    ax.loglog(B, result.noise.std_error, "o", label="measured (30 minibatches per B)")
+    ax.loglog(B, result.predicted_std, "-", label=r"predicted $\sqrt{\mathrm{tr}\,\Sigma / B}$")
+    ax.axhline(result.grad_norm, color="gray", ls=":", label=r"$\|\nabla J\|$ for scale")
+    ax.set_xlabel("batch size B (examples)")
+    ax.set_ylabel(r"standard error $\sqrt{\mathbb{E}\|g - \nabla J\|^2}$")
+    ax.set_title(f"Error falls like 1/√B (fitted slope {result.noise.slope():.2f})")
+    ax.legend()
+    return ax
+
+
+def plot_redundancy(result, ax=None):
+    """Figure of §2.3: the cost against examples processed for full-batch GD and minibatch SGD on
+    redundant data; ``result`` from :func:`redundancy_experiment`."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, 4.2))
+    for label, (seen, loss) in (("full-batch GD (B = 2000)", result.gd), ("minibatch SGD (B = 20)", result.sgd)):
+        ax.plot(seen[1:], loss[1:], label=label)
+    ax.axhline(result.target, color="gray", ls=":", label=f"target J = {result.target}")
+    ax.set_xscale("log")
+    ax.set_xlabel("examples processed (gradient computations)")
+    ax.set_ylabel("cost J on all 2000 examples")
+    ax.set_title(f"On redundant data SGD needs {result.ratio():.0f}× fewer examples")
+    ax.legend()
+    return ax
+
+
+def plot_time_per_update(sizes, seconds, axes=None) -> int:
+    """Figure of §2.4: time per update (left) and per example (right) against B, powers of two
+    and 1.5 × powers of two apart; ``seconds`` from :func:`time_per_update`.  Returns the knee:
+    the smallest B whose update costs more than twice the smallest B's."""
+    import matplotlib.pyplot as plt
+
+    sizes, seconds = np.asarray(sizes), np.asarray(seconds)
+    pow2 = (sizes & (sizes - 1)) == 0
+    slow = seconds > 2 * seconds[0]
+    knee = int(sizes[np.argmax(slow)] if slow.any() else sizes[-1])
+    if axes is None:
+        _, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    ax1, ax2 = axes
+    for ax, y, unit in ((ax1, seconds * 1e3, "ms per update"), (ax2, seconds / sizes * 1e6, "µs per example")):
+        ax.loglog(sizes[pow2], y[pow2], "o-", label="B a power of two")
+        ax.loglog(sizes[~pow2], y[~pow2], "s", label="B = 1.5 × a power of two")
+        ax.set_xlabel("batch size B")
+        ax.set_ylabel(unit)
+        ax.legend()
+    ax1.loglog(sizes, seconds[-1] * 1e3 * sizes / sizes[-1], "k:", label="proportional to B")
+    ax1.legend()
+    ax1.set_title(f"Below B ≈ {knee}, an update costs about the same time")
+    ax2.set_title("Per example, larger batches are cheaper, up to a point")
+    ax1.figure.tight_layout()
+    return knee
+
+
+def plot_activation_memory(batch_sizes, bytes_per_example: int, param_bytes: int, ax=None):
+    """Figure of §2.4: activation memory (B × ``bytes_per_example``, :func:`activation_bytes`)
+    and parameter memory against B."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, 4.2))
+    b = np.asarray(batch_sizes)
+    ax.loglog(b, b * bytes_per_example, "o-", label="activations (input + every layer's output)")
+    ax.loglog(b, np.full(len(b), param_bytes), "--", label="parameters")
+    ax.set_xlabel("batch size B")
+    ax.set_ylabel("memory (bytes, float32)")
+    ax.set_title("Activation memory grows linearly with B; parameters do not")
+    ax.legend()
+    return ax
+
+
+def plot_ordering(orders: dict, steps_per_epoch: int = 63, axes=None):
+    """Figure of §2.6: minibatch losses over two epochs (left) and the full cost per epoch
+    (right) for sorted and reshuffled data; ``orders`` from :func:`ordering_experiment`."""
+    import matplotlib.pyplot as plt
+
+    if axes is None:
+        _, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    ax1, ax2 = axes
+    for label in ("sorted by class", "reshuffled every epoch"):
+        ax1.plot(np.arange(1, 2 * steps_per_epoch + 1), orders[label].step_losses[:2 * steps_per_epoch], label=label)
+    ax1.set_xlabel(f"step (two epochs of {steps_per_epoch} minibatches)")
+    ax1.set_ylabel("minibatch loss")
+    ax1.set_title("Sorted minibatches look easy, one class at a time")
+    ax1.legend()
+    for label, run in orders.items():
+        ax2.plot(np.arange(1, len(run.epoch_losses) + 1), run.epoch_losses, "o-", label=label)
+    ax2.set_xticks(range(1, len(run.epoch_losses) + 1))
+    ax2.set_xlabel("epoch")
+    ax2.set_ylabel("cost J on all 4000 training examples")
+    ax2.set_title("Trained on sorted data, the model does not learn")
+    ax2.legend()
+    ax1.figure.tight_layout()
+    return axes
+
+
+def plot_generalization(result, ax=None):
+    """Figure of §2.7: true risk and training cost along SGD on a stream of fresh examples and on
+    a fixed training set; ``result`` from :func:`generalization_experiment`."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6.5, 4.4))
+    ax.plot(result.steps, result.stream_true, "C0-", label="stream: true risk J*")
+    ax.plot(result.steps[1:], result.stream_batch[1:], "C0:", label="stream: minibatch loss (fresh data)")
+    ax.plot(result.steps, result.fixed_true, "C1-", label=f"fixed {result.n_train} examples: true risk J*")
+    ax.plot(result.steps, result.fixed_train, "C1--", label=f"fixed {result.n_train} examples: training cost")
+    ax.axhline(result.min_risk, color="gray", ls=":", label="least possible true risk")
+    ax.set_xlabel("SGD step (B = 10)")
+    ax.set_ylabel("logistic loss (nats)")
+    ax.set_title("Fresh examples drive the true risk down; reused ones open a gap")
+    ax.legend(fontsize="small")
+    return ax
+
+
+def plot_loss_vs_examples(batch_size: int, lr: float, reference=(64, 0.1), ax=None):
+    """The chapter's widget: the cost against examples seen for minibatch SGD with
+    (``batch_size``, ``lr``), against the reference (B, ε) = ``reference`` in gray
+    (:func:`loss_vs_examples`)."""
+    import matplotlib.pyplot as plt
+
+    ref_seen, ref_loss = loss_vs_examples(*reference)
+    seen, loss = loss_vs_examples(batch_size, lr)
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6.5, 4.2))
+    ax.plot(ref_seen, ref_loss, color="gray", label=f"B = {reference[0]}, ε = {reference[1]:g}")
+    ax.plot(seen, loss, "o-", ms=3, label=f"B = {batch_size}, ε = {lr:.3g}")
+    ax.set_xlabel("examples seen")
+    ax.set_ylabel("cost J on the 4000 training examples")
+    ax.set_ylim(0, 4)
+    ax.set_title(f"After {seen[-1]:.0f} examples: J = {loss[-1]:.3g}")
+    ax.legend()
+    return ax
