@@ -643,11 +643,15 @@ def conjugate_gradient(H, b, x0=None, tol: float = 1e-10, max_iter: int | None =
     2((√κ − 1)/(√κ + 1))ᵗ times the initial one.
 
     Arguments: ``H`` an (n, n) matrix or the (n,) eigenvalues of a diagonal one (NumPy or
-    torch); ``b`` (n,); ``x0`` the start (zeros by default); stop when
-    ‖b − Hx‖ ≤ ``tol``·‖b‖ or after ``max_iter`` steps (default 10n).  Returns NumPy arrays.
+    torch), or a function v ↦ Hv on (n,) NumPy arrays (H is then never formed); ``b`` (n,);
+    ``x0`` the start (zeros by default); stop when ‖b − Hx‖ ≤ ``tol``·‖b‖ or after
+    ``max_iter`` steps (default 10n).  Returns NumPy arrays.
     """
-    matvec, H = _as_matvec(H)
-    n = len(H)
+    if callable(H):  # v ↦ Hv, e.g. Hessian-vector products (Hessian-free Newton, ch. 15)
+        matvec, n = H, np.asarray(b).size
+    else:
+        matvec, H = _as_matvec(H)
+        n = len(H)
     b = _vector("b", b, n)
     x0 = np.zeros(n) if x0 is None else _vector("x0", x0, n)
     tol = _check_number("tol", tol, 0.0)

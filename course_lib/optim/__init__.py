@@ -18,6 +18,11 @@ class          pure function         torch equivalent     paper
 ``AdamW``      ``adam_update``       ``AdamW``            Loshchilov & Hutter 2019
 ``NAdam``      ``nadam_update``      ``NAdam``            Dozat 2016
 =============  ====================  ===================  ==========================
+
+Second-order (quasi-Newton), in ``course_lib.optim.lbfgs``: ``LBFGS`` (the iterates of
+``torch.optim.LBFGS``; its ``step`` needs a closure, so it is not in ``OPTIMIZERS``), the
+two-loop recursion ``lbfgs_direction`` and the dense ``bfgs_inverse_update`` (Nocedal & Wright,
+2006, ch. 6–7; Liu & Nocedal, 1989).
 """
 import torch
 
@@ -25,6 +30,7 @@ from course_lib.optim._base import FirstOrderOptimizer
 from course_lib.optim.adadelta import Adadelta, adadelta_update
 from course_lib.optim.adagrad import Adagrad, adagrad_update
 from course_lib.optim.adam import Adam, AdamW, adam_update
+from course_lib.optim.lbfgs import LBFGS, bfgs_inverse_update, lbfgs_direction
 from course_lib.optim.nadam import NAdam, nadam_update
 from course_lib.optim.rmsprop import RMSprop, rmsprop_update
 from course_lib.optim.sgd import SGD, sgd_update
@@ -48,5 +54,6 @@ __all__ = [
     "SGD", "Adagrad", "RMSprop", "Adadelta", "Adam", "AdamW", "NAdam",
     "sgd_update", "adagrad_update", "rmsprop_update", "adadelta_update", "adam_update",
     "nadam_update",
+    "LBFGS", "lbfgs_direction", "bfgs_inverse_update",
     "OPTIMIZERS", "TORCH_EQUIVALENT",
 ]

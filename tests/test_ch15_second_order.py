@@ -1,0 +1,235 @@
+"""Chapter 15 (second-order methods): course_lib.optim.lbfgs against torch.optim.LBFGS and the
+dense BFGS update, and every number and claim of chapters/15_second_order_methods.ipynb, measured
+by the same calls with the same (default) arguments (the expensive ones are shared_result: the
+notebook's run under nbval computes them once)."""
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from course_lib.experiments import saddles
+from course_lib.experiments import second_order as so
+from course_lib.experiments.momentum import conjugate_gradient
+from course_lib.models import mlp
+from course_lib.optim.lbfgs import LBFGS, bfgs_inverse_update, lbfgs_direction
+
+
+# ---------------------------------------------------------------------------------------------
+# our L-BFGS against torch's
+
+@pytest.mark.parametrize("line_search", [None, "strong_wolfe"])
+def test_lbfgs_same_iterates_as_torch_on_rosenbrock(line_search):
+    # the chapter's check: bit-for-bit equal iterates (measured difference 0 with both)
+    assert so.torch_agreement()[str(line_search)] == 0.0
+
+
+@pytest.mark.parametrize("line_search", [None, "strong_wolfe"])
+def test_lbfgs_same_iterates_as_torch_on_a_network(line_search):
+    """Several parameter tensors, several iterations per step(), memory smaller than the run."""
+    torch.manual_seed(0)
+    X, y = torch.randn(64, 5, dtype=torch.float64), torch.randint(0, 3, (64,))
+    thetas = []
+    for cls in (LBFGS, torch.optim.LBFGS):
+        model = mlp(5, (7,), 3, activation="tanh", generator=torch.Generator().manual_seed(1)).double()
+        opt = cls(model.parameters(), lr=0.5 if line_search is None else 1.0, max_iter=6,
+                  history_size=3, line_search_fn=line_search)
+
+        def closure():
+            opt.zero_grad()
+            loss = F.cross_entropy(model(X), y)
+            loss.backward()
+            return loss
+        path = []
+        for _ in range(4):
+            opt.step(closure)
+            path.append(torch.nn.utils.parameters_to_vector(model.parameters()).detach().clone())
+        thetas.append(torch.stack(path))
+        evals = opt.state[next(iter(model.parameters()))]["func_evals"]
+        thetas.append(torch.tensor(float(evals)))
+    torch.testing.assert_close(thetas[0], thetas[2], rtol=1e-13, atol=1e-15)  # measured: equal
+    assert thetas[1] == thetas[3]
+
+
+def test_lbfgs_argument_checks():
+    p = [torch.nn.Parameter(torch.zeros(2))]
+    with pytest.raises(ValueError, match="line_search_fn"):
+        LBFGS(p, line_search_fn="armijo")
+    with pytest.raises(ValueError, match="history_size"):
+        LBFGS(p, history_size=0)
+    with pytest.raises(ValueError, match="learning rate"):
+        LBFGS(p, lr=-1.0)
+
+
+def test_two_loop_equals_dense_bfgs():
+    assert so.two_loop_check() < 1e-12  # measured 6e-16 (printed as 6e-16 … 1e-15 is fine)
+
+
+def test_bfgs_update_satisfies_the_secant_equation_and_stays_spd():
+    gen = torch.Generator().manual_seed(3)
+    A = torch.randn(6, 6, generator=gen, dtype=torch.float64)
+    H = A @ A.T + torch.eye(6, dtype=torch.float64)
+    B = torch.eye(6, dtype=torch.float64)
+    for _ in range(4):
+        s = torch.randn(6, generator=gen, dtype=torch.float64)
+        y = H @ s
+        B = bfgs_inverse_update(B, s, y)
+        torch.testing.assert_close(B @ y, s, rtol=1e-10, atol=1e-12)
+        assert torch.linalg.eigvalsh(B).min() > 0
+    with pytest.raises(ValueError, match="positive curvature"):
+        bfgs_inverse_update(B, s, -y)
+
+
+def test_lbfgs_direction_without_pairs_is_scaled_steepest_descent():
+    g = torch.tensor([1.0, -2.0], dtype=torch.float64)
+    torch.testing.assert_close(lbfgs_direction(g, [], [], 0.5), -0.5 * g)
+
+
+def test_conjugate_gradient_accepts_a_matvec():
+    H = np.diag(np.arange(1.0, 11.0))
+    b = np.ones(10)
+    a = conjugate_gradient(H, b)
+    m = conjugate_gradient(lambda v: H @ v, b)
+    np.testing.assert_array_equal(a.x, m.x)
+    assert a.iterations == m.iterations == 10
+
+
+# ---------------------------------------------------------------------------------------------
+# 15.1 Newton
+
+def test_newton_costs():
+    c = so.newton_costs()
+    assert [x.memory_bytes for x in c] == [4 * 10**8, 4 * 10**12, 4 * 10**16]
+    assert c[-1].flops == pytest.approx(2 / 3 * 1e24)
+
+
+def test_softmax_hessian_closed_form_matches_autograd():
+    p = so.softmax_problem()
+    p = so.SoftmaxProblem(p.X[:50], p.y[:50], p.weight_decay)
+    theta = 0.1 * torch.randn(p.n_params, generator=torch.Generator().manual_seed(0),
+                              dtype=torch.float64)
+    torch.testing.assert_close(p.hessian(theta), torch.func.hessian(p.loss)(theta),
+                               rtol=1e-10, atol=1e-13)  # measured 1e-16
+
+
+def test_newton_converges_quadratically():
+    norms = so.softmax_newton()
+    orders = so.convergence_orders(norms)
+    # printed: 0.7 1.3 1.3 1.7 2.0 2.0; the last two are 1.98 and 2.03 (spread across kernels < 1e-3)
+    assert len(orders) == 6
+    assert orders[0] < 1.5 and np.all(orders[-2:] > 1.9) and np.all(orders[-2:] < 2.1)
+    assert norms[-2] < 1e-15 and 1e-3 < norms[4] < 1e-2  # prose: from 5e-3 … to rounding
+    ratios = norms[1:4] / norms[:3]
+    assert np.all((ratios > 0.2) & (ratios < 0.5))  # "shrinks by a factor 2–4 per step"
+
+
+def test_newton_sits_on_the_saddle_saddle_free_escapes_faster():
+    runs = saddles.saddle_methods()
+    assert np.linalg.norm(runs["Newton"].final) == 0.0
+    near = {k: saddles.steps_within(r, (0.0, 0.0), 0.5) for k, r in runs.items()}
+    assert near["saddle-free Newton"] < near["gradient descent"] < near["Newton"]
+    assert np.linalg.norm(runs["gradient descent"].final) > 1
+    assert np.linalg.norm(runs["saddle-free Newton"].final) > 1
+
+
+def test_damping_comparison():
+    runs = so.damping_comparison()
+    got = {k: (r.steps, r.increases) for k, r in runs.items()}
+    assert got["Newton (α = 0)"] == (5, 2)
+    assert got["damped, α = 0.01"][1] > 0
+    assert got["damped, α = 100"][0] > 1000 and got["damped, α = 100"][1] == 0
+    lm = got["Levenberg–Marquardt (adaptive α)"]
+    assert lm[1] == 0 and 10 < lm[0] < 100  # "tens of steps"
+
+
+# ---------------------------------------------------------------------------------------------
+# 15.2 Hessian-free
+
+def test_hessian_free_check():
+    c = so.hessian_free_check()
+    assert c["n_params"] == 410
+    assert c["rel_difference"] < 1e-8   # printed 3e-10
+    assert c["cg_hvps"] == 61           # printed; CG on a κ ≈ 983 system
+    assert round(c["condition_number"]) == 983
+
+
+def test_hessian_free_run():
+    hf = so.hessian_free_run()
+    assert hf.grad_norms[-1] < 1e-10
+    assert hf.cg_steps[0] == 1 and hf.cg_steps[-1] > 100
+    assert np.all(np.diff(hf.cg_steps) > 0)  # the inner work grows as the tolerance tightens
+    assert hf.hvps == hf.cg_steps.sum()
+
+
+# ---------------------------------------------------------------------------------------------
+# 15.4 races
+
+def test_quadratic_race():
+    q = so.quadratic_race()
+    for name in ("GD", "Adam"):
+        keys = sorted(q[name]["grid"])
+        assert keys[0] < q[name]["best"] < keys[-1], name  # best inside the grid
+    steps = {k: v["steps"] for k, v in q.items()}
+    assert steps["GD"] > 2000
+    assert 6 < steps["GD"] / steps["Adam"] < 10           # "about eight times fewer"
+    assert steps["CG (Hessian-free)"] < steps["L-BFGS"] < steps["Barzilai–Borwein"] < steps["Adam"]
+    assert steps["CG (Hessian-free)"] == 47 and steps["L-BFGS"] == 60
+    assert q["L-BFGS"]["evals"] == 63
+
+
+def test_mlp_race():
+    race = so.mlp_race()
+    gd, adam = so.best_of_grid(race["GD"]), so.best_of_grid(race["Adam"])
+    assert gd[2] and adam[2]  # each best inside its grid
+    lb = race["L-BFGS"]
+    assert all(s is not None for s in lb["steps"])
+    med = so.median_steps(lb["steps"])
+    assert adam[1] < gd[1]
+    assert med < 0.6 * adam[1]                            # "about half Adam's iterations"
+    assert so.median_steps(lb["evals"]) <= 1.2 * med      # about one gradient per iteration
+    for losses in lb["losses"]:
+        f = losses[10:31:10] / losses[0:21:10]
+        assert 0.1 < f[0] < 1 and f[2] < 0.01 and np.all(np.diff(f) < 0)  # the rate improves
+
+
+# ---------------------------------------------------------------------------------------------
+# 15.5 the spectrum, Gauss–Newton
+
+def test_hessian_spectrum():
+    spec = so.hessian_spectrum()
+    init, trained = spec["init"]["ritz"], spec["trained"]["ritz"]
+    assert init[0] < -0.4 and abs(init[0]) > 0.7 * init[-1]   # "roughly symmetric"
+    assert abs(trained[0]) < 0.05                              # negative ones all but gone
+    assert trained[-1] > 2 * init[-1]                          # the top grew
+    top = trained[::-1][:5]
+    assert np.all(top[:-1] / top[1:] < 1.5)  # no clear gap (measured ≤ 1.36 across kernel sets)
+    for s in spec.values():
+        assert float(np.sum((s["density"][1:] + s["density"][:-1]) / 2 * np.diff(s["grid"]))) == pytest.approx(1.0, abs=0.05)
+
+
+def test_gauss_newton_vs_hessian():
+    gn = so.gauss_newton_vs_hessian()
+    for r in gn.values():
+        assert r["G_min"] >= -1e-12 and r["H_min"] < 0
+        assert r["n_params"] == 418
+    assert 0.7 < gn["init"]["residual"] < 0.9       # printed 0.8 (0.8333 on every kernel set)
+    assert 0.07 < gn["trained"]["residual"] < 0.09  # printed 0.08 (0.0782 … 0.0783)
+    assert 0.35 < gn["trained"]["loss"] < 0.45      # "J ≈ 0.4"
+
+
+def test_explorer_figure_fast_and_ordered():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots()
+    steps = so.explorer_figure(ax=ax)
+    plt.close(fig)
+    gd, cg, lb = steps.values()
+    assert cg < lb < gd
+
+
+def test_memory_sweep_of_the_exercises():
+    sweep = so.memory_sweep()  # printed by solutions/ch15 exercise 3; same on every kernel set
+    assert sweep["CG"] == 38
+    assert {m: sweep[m] for m in so.MEMORIES} == {5: (93, 97), 10: (53, 59), 20: (50, 54), 50: (42, 45)}
