@@ -157,9 +157,12 @@ def test_section_1_profiles():
     assert init.per_layer_factors(prof["lecun"][1]) == pytest.approx((0.5, 0.5))
     assert init.per_layer_factors(prof["he"][1]) == pytest.approx((1.0, 1.0))
     assert init.per_layer_factors(prof["default"][1])[1] == pytest.approx(1 / 6)
-    # the curves over 50 layers span up to 15 orders of magnitude (lecun: 2^-49 ≈ 1.8e-15)
+    # the curves over 50 layers span up to 38 orders of magnitude (default backward: 6^-49 ≈ 7e-39;
+    # lecun forward: 2^-49 ≈ 1.8e-15)
     lecun = prof["lecun"][0][0]
     assert 1e-17 < lecun.forward[-1] / lecun.forward[0] < 1e-13
+    for m in prof["default"][0]:  # seeds: 7e-40, 4e-39, 2.5e-38
+        assert 1e-41 < m.backward[0] / m.backward[-1] < 1e-36
     # the default's forward level is the bias floor: the prediction with σ_b² agrees per layer
     default_meas, default_pred = prof["default"]
     # (one layer's level scatters by ~15 %: only n = 100 biases; its mean over layers 11-50 by ~3 %)
