@@ -251,25 +251,25 @@ def test_section_4_model_and_budget():
 
 
 def test_section_4_trains_by_init_alone():
+    """Only claims that survive the kernel sets: the losses move by up to 0.05 between
+    ATEN_CPU_CAPABILITY=default and native (measured), so margins here are >= 0.05 (or 0.02 for
+    the seeds' count, whose largest loss was 2.23 native and 2.20 under default, vs 2.28)."""
     failing = stored_text(CH, 'inits=("default", "too large")')
     working = stored_text(CH, 'inits=("he", "orthogonal")')
-    assert "too large   diverged  diverged  diverged" in failing
-    ln10 = math.log(10)
-    # default: at chance (2.30) at every ε
-    default = stored_numbers(failing, "  default ")
-    assert len(default) == 3 and all(abs(v - 2.30) < 0.006 for v in default)
-    # he, orthogonal: best ε = 0.01, inside the grid; at ε = 0.03 the median is back at ln 10
+    assert "too large: diverged at every ε and seed" in failing
+    assert "default: at chance (final loss within 0.01 of ln 10) at every ε and seed" in failing
     for name in ("he", "orthogonal"):
-        med = stored_numbers(working, f"  {name} ")
-        assert len(med) == 3 and int(np.argmin(med)) == 1 and init.NET_LRS[1] == 0.01
-        assert med[2] == pytest.approx(2.30, abs=0.006)
-        seeds = stored_numbers(working, f"{name}: best ε = 0.01; per seed:")
-        assert len(seeds) == 3 and max(seeds) < ln10 - 0.05  # every seed below ln 10
-    # seeds scatter (±0.1) more than he and orthogonal differ: no ranking claimed
-    he_seeds = stored_numbers(working, "he: best ε = 0.01; per seed:")
-    or_seeds = stored_numbers(working, "orthogonal: best ε = 0.01; per seed:")
-    assert max(np.ptp(he_seeds), np.ptp(or_seeds)) > abs(np.median(he_seeds) - np.median(or_seeds))
-    assert max(np.ptp(he_seeds), np.ptp(or_seeds)) > 0.15
+        assert (f"{name}: at ε = 0.01, 3 of 3 seeds end more than 0.02 below ln 10; at ε = 0.03 the "
+                "median ends within 0.05 of ln 10") in working
+    # the same result (shared with the notebook in the suite). He: the best ε is inside the grid
+    # by a clear margin (native: medians 2.24, 2.08, 2.30; default kernels 2.25, 2.04, 2.30).
+    # Orthogonal (native 2.24, 2.08, 2.30; default 2.16, 2.13, 2.28): only 0.003 or 0.01 beats 0.03.
+    res = init.net_experiment(inits=("he", "orthogonal"))
+    he = np.median(res["he"], axis=1)
+    assert he[0] - he[1] > 0.05 and he[2] - he[1] > 0.1
+    orth = np.median(res["orthogonal"], axis=1)
+    assert min(orth[:2]) < orth[2] - 0.1
+    assert np.ptp(res["he"][1]) > 0.03 and np.ptp(res["orthogonal"][1]) > 0.03  # seeds scatter
 
 
 def test_net_summary_logic():

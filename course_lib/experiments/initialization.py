@@ -502,3 +502,55 @@ def format_isometry(result: dict, cases=ISO_CASES) -> str:
         lines.append(f"{act:10s} {scheme:11s} {gain:5.3g}  {fmt_sv(smax):>6s} {fmt_sv(smed):>9s} "
                      f"{frac:11.2f}")
     return "\n".join(lines)
+
+
+#: a run "trained" when its final loss is this far below ln 10 (the cost of a uniform guess);
+#: "at chance" when within AT_CHANCE of it
+TRAINED_MARGIN = 0.02
+AT_CHANCE = 0.01
+
+
+def format_net(result: dict, lrs=NET_LRS) -> str:
+    """:func:`net_experiment`'s result in words that hold on every CPU: the runs of a 50-layer
+    net amplify last-bit differences of the kernels into the second digit of the final loss, so
+    we print only what survives that (the losses themselves: :func:`plot_net`)."""
+    ln10 = math.log(10)
+    lines = []
+    for name, losses in result.items():
+        if np.isinf(losses).all():
+            lines.append(f"{name}: diverged at every ε and seed")
+        elif (np.abs(losses - ln10) < AT_CHANCE).all():
+            lines.append(f"{name}: at chance (final loss within {AT_CHANCE} of ln 10) at every ε and seed")
+        else:
+            k = int((losses[1] < ln10 - TRAINED_MARGIN).sum())
+            near = abs(float(np.median(losses[-1])) - ln10) < 0.05
+            lines.append(f"{name}: at ε = {lrs[1]:g}, {k} of {losses.shape[1]} seeds end more than "
+                         f"{TRAINED_MARGIN} below ln 10; at ε = {lrs[-1]:g} the median ends "
+                         f"{'within' if near else 'farther than'} 0.05 of ln 10")
+    return "\n".join(lines)
+
+
+def plot_net(result: dict, lrs=NET_LRS, ax=None):
+    """Final training loss against ε for each init: every seed (dots) and the median (line);
+    diverged runs are drawn at the top of the axes."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7, 3.6))
+    top = 2.45
+    for i, (name, losses) in enumerate(result.items()):
+        shown = np.where(np.isfinite(losses), losses, top)
+        for j in range(losses.shape[1]):
+            ax.scatter(lrs, shown[:, j], color=f"C{i}", s=14, alpha=0.6)
+        ax.plot(lrs, np.median(shown, axis=1), color=f"C{i}", marker="o",
+                label=name + (" (diverged: drawn at the top)" if np.isinf(losses).all() else ""))
+    ax.axhline(math.log(10), color="gray", ls=":", label="ln 10: a uniform guess")
+    ax.set_xscale("log")
+    ax.set_ylim(1.8, top + 0.03)
+    ax.set_xlabel("learning rate ε")
+    ax.set_ylabel("final training loss")
+    ax.legend(fontsize="small", loc="lower left")
+    ax.set_title(f"{NET_DEPTH}-layer ReLU MLP, MNIST-1D, {NET_EPOCHS} epochs: only He and "
+                 "orthogonal train", fontsize="medium")
+    ax.figure.tight_layout()
+    return ax
