@@ -269,7 +269,10 @@ def test_section_4_trains_by_init_alone():
     assert he[0] - he[1] > 0.05 and he[2] - he[1] > 0.1
     orth = np.median(res["orthogonal"], axis=1)
     assert min(orth[:2]) < orth[2] - 0.1
-    assert np.ptp(res["he"][1]) > 0.03 and np.ptp(res["orthogonal"][1]) > 0.03  # seeds scatter
+    # the seeds scatter more than the two inits differ (native: ptp 0.06 and 0.29, medians 2.08
+    # and 2.08; default kernels: ptp 0.02 and 0.29, medians 2.04 and 2.13): no ranking
+    spread = max(np.ptp(res["he"][1]), np.ptp(res["orthogonal"][1]))
+    assert spread > abs(np.median(res["he"][1]) - np.median(res["orthogonal"][1])) and spread > 0.2
 
 
 def test_net_summary_logic():
