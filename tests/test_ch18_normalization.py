@@ -3,6 +3,7 @@ course_lib.models.DeepMLP against torch and closed forms, and every number the n
 chapters/18_normalization_and_skip_connections.ipynb prints, measured by the same calls with the
 same (default) arguments, or read from its stored output (depth_training, 15+ s)."""
 import math
+import re
 
 import numpy as np
 import pytest
@@ -167,30 +168,35 @@ def test_init_gradient_norms():
     grads = norm.init_gradient_norms()  # 0.3 s
     text = stored_text(CH, "norm.init_gradient_norms(")
     ratio = {a: g[0] / g[-1] for a, g in grads.items()}
-    assert ratio["plain"] < 1e-15  # measured 1e-19: vanishing
-    assert 1e3 < ratio["plain + BN"] < 1e5  # measured 7e3: "three to four orders of magnitude"
+    # float64; measured ratios 1.2e-19, 7.0e3 (6.9e3-7.1e3 across kernel sets: chaotic), 0.49, 1.9
+    assert ratio["plain"] < 1e-15  # vanishing
+    assert 1e3 < ratio["plain + BN"] < 1e5  # exploding: "three to four orders of magnitude"
     assert grads["plain"][0] < 1e-19  # "about 1e-21"
     for arch in ("residual", "residual + BN"):
-        assert 0.1 < ratio[arch] < 10  # measured 0.49 and 1.9: the same order of magnitude
+        assert 0.1 < ratio[arch] < 10  # flat: the same order of magnitude
     assert grads["residual + BN"].max() < grads["residual"].min()  # "smaller gradients than without BN"
     for line, (arch, g) in zip(text.splitlines()[1:], grads.items()):
-        assert line.split()[-3:] == [f"{g[0]:.2g}", f"{g[24]:.2g}", f"{g[-1]:.2g}"]
+        assert line.split()[-3:] == [f"{g[0]:.0e}", f"{g[24]:.0e}", f"{g[-1]:.0e}"]
 
 
 def test_depth_training_stored():
-    """The notebook's tuned comparison (15+ s), read from its stored output."""
+    """The notebook's tuned comparison (20 s), read from its stored output (float64: the medians
+    of the runs that train agree to 5 digits under the default, avx2 and native kernel sets;
+    those that diverge are chaotic and print as "≥ 2.2")."""
     text = stored_text(CH, "norm.depth_training(")
-    assert "plain: no ε of the grid gets below 2.2" in text
     assert "plain + BN: no ε of the grid gets below 2.2" in text
-    assert "residual: best ε = 0.003, inside the grid: True" in text
-    assert "residual + BN: best ε = 0.01, inside the grid: True" in text
-    res = stored_numbers(text, "residual      ")
-    res_bn = stored_numbers(text, "residual + BN ")
-    # medians over 3 seeds; best: residual 2.04 (seeds 1.98-2.11), residual + BN 1.63 (1.57-1.74)
-    best_res = min(res[1::2])
-    best_bn = min(res_bn[1::2])
-    assert best_bn < best_res - 0.2 < norm.TRAINS_BELOW
-    assert max(res_bn[1::2]) > 2.5 or "> 2.5" in text  # the largest ε of its grid breaks it
+    assert ("residual: best ε (within 0.05 of the least median): 0.003; "
+            "least median inside the grid: True") in text
+    assert ("residual + BN: best ε (within 0.05 of the least median): 0.01; "
+            "least median inside the grid: True") in text
+    line = {ln.split("ε=")[0].strip(): ln for ln in text.splitlines() if "ε=" in ln}
+    assert line["plain + BN"].count("≥ 2.2") == 3
+    res = dict(re.findall(r"(ε=[\d.]+): (≥ 2.2|[\d.]+)", line["residual"]))
+    res_bn = dict(re.findall(r"(ε=[\d.]+): (≥ 2.2|[\d.]+)", line["residual + BN"]))
+    # medians over 3 seeds: residual 2.02 at ε = 0.003, residual + BN 1.56 at ε = 0.01
+    assert float(res_bn["ε=0.01"]) < float(res["ε=0.003"]) - 0.3
+    assert res["ε=0.01"] == "≥ 2.2"
+    assert float(res_bn["ε=0.03"]) - float(res_bn["ε=0.01"]) > norm.NEAR_BEST
 
 
 def test_gradient_flow_widget_draws_quickly():

@@ -30,7 +30,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from torch import nn
@@ -56,14 +55,17 @@ ARCHS = {  # name -> (residual, norm)
     "residual + BN": (True, "batch"),
 }
 DEPTH_LRS = {  # each architecture's grid of ε (SGD, α = 0.9); the best must be inside (for
-    # those that train; "residual + BN" has four points since 0.01 and 0.03 are close)
+    # those that train)
     "plain": (0.003, 0.01, 0.03),
     "plain + BN": (0.001, 0.003, 0.01),
     "residual": (0.001, 0.003, 0.01),
-    "residual + BN": (0.003, 0.01, 0.03, 0.1),
+    "residual + BN": (0.003, 0.01, 0.03),
 }
 DEPTH_SEEDS = (0, 1, 2)
 DEPTH_STEPS, DEPTH_BATCH, DEPTH_MOMENTUM = 40, 128, 0.9
+TRAINED_ARCHS = ("plain + BN", "residual", "residual + BN")  # "plain": its θ₀ gradients suffice
+EVAL_EXAMPLES = 1000  # the cost after training is measured on the first 1000 training examples
+NEAR_BEST = 0.05  # ε whose median is this close to the best's count as tied with it
 TRAINS_BELOW = 2.2  # a best median cost above this (chance is ln 10 ≈ 2.30): "does not train"
 GRAD_SEEDS = (0, 1, 2)
 GRAD_EXAMPLES = 512
@@ -276,7 +278,8 @@ def equilibrium_run(scale: float, seed: int, lr: float = EQ_LR, weight_decay: fl
         losses.append(loss.item())
     gts = np.array(gts)
     avg = np.array([gts[max(0, t + 1 - EQ_AVG):t + 1].mean() for t in range(len(gts))])
-    predicted = (lr * avg / (2 * weight_decay - lr * weight_decay ** 2)) ** 0.25
+    denominator = 2 * weight_decay - lr * weight_decay ** 2
+    predicted = (lr * avg / denominator) ** 0.25 if denominator > 0 else np.full_like(avg, np.nan)
     return EquilibriumRun(np.array(norms), np.array(angles), gts, predicted, np.array(losses))
 
 
@@ -301,10 +304,12 @@ def equilibrium_experiment(scales=EQ_SCALES, seeds=EQ_SEEDS) -> dict:
 def deep_net(arch: str, seed: int, depth: int = DEPTH, width: int = WIDTH,
              branch_scale: float = 1.0) -> DeepMLP:
     """The chapter's deep network of architecture ``arch`` (a key of ``ARCHS`` or residual/norm
-    given as a tuple), θ₀ drawn from ``seed``."""
+    given as a tuple), θ₀ drawn from ``seed``, in float64: a 50-layer network amplifies the last
+    bits of float32 rounding (which differ between CPU kernel sets) into visible differences of
+    its training loss, float64's last bits stay invisible."""
     residual, norm = ARCHS[arch] if isinstance(arch, str) else arch
     return DeepMLP(40, width, depth, 10, residual=residual, norm=norm, branch_scale=branch_scale,
-                   generator=torch.Generator().manual_seed(seed))
+                   generator=torch.Generator().manual_seed(seed)).double()
 
 
 def layer_gradient_norms(model: DeepMLP, x: torch.Tensor, y: torch.Tensor) -> np.ndarray:
@@ -318,32 +323,36 @@ def layer_gradient_norms(model: DeepMLP, x: torch.Tensor, y: torch.Tensor) -> np
 def init_gradient_norms(archs=tuple(ARCHS), seeds=GRAD_SEEDS, depth: int = DEPTH) -> dict:
     """{arch: median over seeds of ‖∂J/∂W_l‖, l = 1..depth} at θ₀, on ``GRAD_EXAMPLES`` examples."""
     split = mnist1d()
-    x, y = split.X_train[:GRAD_EXAMPLES], split.y_train[:GRAD_EXAMPLES]
+    x, y = split.X_train[:GRAD_EXAMPLES].double(), split.y_train[:GRAD_EXAMPLES]
     return {a: np.median([layer_gradient_norms(deep_net(a, s, depth), x, y) for s in seeds], axis=0)
             for a in archs}
 
 
 def train_deep(arch: str, lr: float, seed: int, steps: int = DEPTH_STEPS) -> float:
     """Train the deep network with SGD (momentum ``DEPTH_MOMENTUM``) for ``steps`` updates of
-    B = ``DEPTH_BATCH``; return the cost on the whole training set afterwards (eval mode;
-    inf if it diverged)."""
+    B = ``DEPTH_BATCH`` (float64); return the cost on the first ``EVAL_EXAMPLES`` training
+    examples afterwards (eval mode; inf if it diverged)."""
     split = mnist1d()
+    data = (split.X_train.double(), split.y_train)
     model = deep_net(arch, seed)
     opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=DEPTH_MOMENTUM, foreach=True)
     try:
-        train(model, nn.CrossEntropyLoss(), opt, split.train, epochs=10 ** 6, max_steps=steps,
+        train(model, nn.CrossEntropyLoss(), opt, data, epochs=10 ** 6, max_steps=steps,
               batch_size=DEPTH_BATCH, seed=seed)
     except FloatingPointError:
         return math.inf
-    loss = evaluate(model, nn.CrossEntropyLoss(), split.train)["loss"]
+    subset = (data[0][:EVAL_EXAMPLES], data[1][:EVAL_EXAMPLES])
+    loss = evaluate(model, nn.CrossEntropyLoss(), subset)["loss"]
     return loss if math.isfinite(loss) else math.inf
 
 
 @shared_result
-def depth_training(archs=tuple(ARCHS), seeds=DEPTH_SEEDS) -> dict:
+def depth_training(archs=TRAINED_ARCHS, seeds=DEPTH_SEEDS) -> dict:
     """Each architecture on its grid ``DEPTH_LRS``: {arch: {"losses": {ε: [per seed]},
     "medians": {ε: median}, "best_lr": ε with the least median, "best": that median,
-    "best_inside": whether the best ε is not at the grid's edge}}."""
+    "best_inside": whether the best ε is not at the grid's edge, "trains": whether the best
+    median is below ``TRAINS_BELOW``, "near_best": the ε whose medians are within ``NEAR_BEST``
+    of the best (a tie within the seeds' scatter)}}."""
     out = {}
     for arch in archs:
         grid = DEPTH_LRS[arch]
@@ -352,13 +361,16 @@ def depth_training(archs=tuple(ARCHS), seeds=DEPTH_SEEDS) -> dict:
         best = min(grid, key=lambda lr: medians[lr])
         out[arch] = {"losses": losses, "medians": medians, "best_lr": best,
                      "best": medians[best], "best_inside": best not in (grid[0], grid[-1]),
-                     "trains": medians[best] < TRAINS_BELOW}
+                     "trains": medians[best] < TRAINS_BELOW,
+                     "near_best": [lr for lr in grid if medians[lr] <= medians[best] + NEAR_BEST]}
     return out
 
 
 # ---- figures
 def plot_mismatch(mismatch: dict, ax=None):
     """RMS train/eval difference of BN's output against B, with the 1/√B slope."""
+    import matplotlib.pyplot as plt
+
     ax = ax or plt.gca()
     bs = np.array(list(mismatch))
     vals = np.array(list(mismatch.values()))
@@ -373,6 +385,8 @@ def plot_mismatch(mismatch: dict, ax=None):
 
 def plot_equilibrium(result: dict, axes=None):
     """‖W_t‖ with its predicted equilibrium, and the angular step with √(2ελ)."""
+    import matplotlib.pyplot as plt
+
     if axes is None:
         _, axes = plt.subplots(1, 2, figsize=(10, 3.6))
     for (scale, runs), color in zip(result["runs"].items(), ("C0", "C1")):
@@ -397,6 +411,8 @@ def plot_equilibrium(result: dict, axes=None):
 
 def plot_gradient_norms(norms: dict, ax=None):
     """‖∂J/∂W_l‖ against the layer l, one line per architecture (log scale)."""
+    import matplotlib.pyplot as plt
+
     ax = ax or plt.gca()
     for arch, g in norms.items():
         ax.semilogy(np.arange(1, len(g) + 1), np.maximum(g, 1e-30), label=arch)
@@ -410,9 +426,11 @@ def plot_gradient_flow(depth: int = 50, branch_scale: float = 1.0, residual: boo
                        norm: str = "batch"):
     """The chapter's widget: per-layer gradient norms at θ₀ of one network (seed 0), with the
     plain network of the same depth and norm for reference."""
+    import matplotlib.pyplot as plt
+
     fig, ax = plt.subplots(figsize=(7.5, 4))
     split = mnist1d()
-    x, y = split.X_train[:256], split.y_train[:256]
+    x, y = split.X_train[:256].double(), split.y_train[:256]
     ours = layer_gradient_norms(deep_net((residual, norm), 0, depth, branch_scale=branch_scale),
                                 x, y)
     ax.semilogy(np.arange(1, depth + 1), np.maximum(ours, 1e-30), "o-", ms=3,
