@@ -183,7 +183,7 @@ def test_depth_training_stored():
     """The notebook's tuned comparison (20 s), read from its stored output (float64: the medians
     of the runs that train agree to 5 digits under the default, avx2 and native kernel sets;
     those that diverge are chaotic and print as "≥ 2.2")."""
-    text = stored_text(CH, "norm.depth_training(")
+    text = stored_text(CH, "depth |= norm.depth_training(")
     assert "plain + BN: no ε of the grid gets below 2.2" in text
     assert ("residual: best ε (within 0.05 of the least median): 0.003; "
             "least median inside the grid: True") in text
