@@ -77,11 +77,11 @@ def batch_norm(x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor,
                momentum: float = 0.1, eps: float = 1e-5) -> torch.Tensor:
     """Batch normalization of x (B, D), feature by feature (Ioffe & Szegedy, 2015, Alg. 1).
 
-    training=True:  μ_B = mean over the batch, σ²_B = biased variance over the batch,
-                    y = γ (x − μ_B) / √(σ²_B + δ) + β, and the running averages move
+    training=True:  x̄ = mean over the batch, var = biased variance over the batch,
+                    y = γ (x − x̄) / √(var + δ) + β, and the running averages move
                     toward the batch's: r ← (1 − momentum) r + momentum · stat (the variance
-                    in its unbiased form, B/(B−1) σ²_B), in place, as ``nn.BatchNorm1d`` does.
-    training=False: the same with the running mean and variance instead of μ_B, σ²_B.
+                    in its unbiased form, B/(B−1) var), in place, as ``nn.BatchNorm1d`` does.
+    training=False: the same with the running mean and variance instead of x̄, var.
     """
     if training:
         mean = x.mean(0)
