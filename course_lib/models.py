@@ -144,3 +144,62 @@ class VanillaRNN(nn.Module):
             raise ValueError(f"Invalid rho: {rho} (expected >= 0)")
         self.W.mul_(rho / self.spectral_radius())
         return self
+
+
+NORMS = {"none": None, "batch": nn.BatchNorm1d, "layer": nn.LayerNorm}
+
+
+class DeepMLP(nn.Module):
+    """A deep fully connected network of identical blocks, with or without skips and normalization.
+
+        h_0 = W_in x + b_in,
+        h_l = s · h_{l-1} + f_l(h_{l-1}),  f_l(h) = W_l ReLU(N_l(h)) + b_l,   l = 1..depth,
+        o   = W_out h_depth + b_out
+
+    with s = 1 for ``residual=True`` (He et al., 2016; the "pre-activation" block of their
+    follow-up, one linear layer per branch) and s = 0 for a plain network; N_l is the identity
+    (``norm="none"``), ``nn.BatchNorm1d`` or ``nn.LayerNorm``; ``branch_scale`` multiplies the
+    branch f_l.  Plain and residual networks have exactly the same parameters: only the skip
+    differs.  ``blocks[l - 1].linear`` is W_l.  Linear layers are drawn as in :func:`mlp`.
+    """
+
+    def __init__(self, in_features: int, width: int, depth: int, out_features: int = 10, *,
+                 residual: bool = False, norm: str = "none", branch_scale: float = 1.0,
+                 generator: torch.Generator | None = None):
+        super().__init__()
+        if norm not in NORMS:
+            raise ValueError(f"Invalid norm: {norm!r} (expected one of {sorted(NORMS)})")
+        if not isinstance(depth, int) or depth < 0:
+            raise ValueError(f"Invalid depth: {depth!r} (expected an int >= 0)")
+        self.residual, self.norm, self.branch_scale = bool(residual), norm, float(branch_scale)
+        with torch.random.fork_rng(devices=[], enabled=generator is not None):
+            self.inp = nn.Linear(in_features, width)
+            self.blocks = nn.ModuleList()
+            for _ in range(depth):
+                block = nn.Module()
+                block.norm = NORMS[norm](width) if NORMS[norm] else nn.Identity()
+                block.linear = nn.Linear(width, width)
+                self.blocks.append(block)
+            self.out = nn.Linear(width, out_features)
+        if generator is not None:
+            with torch.no_grad():
+                for layer in self.modules():
+                    if isinstance(layer, nn.Linear):
+                        bound = 1 / math.sqrt(layer.in_features)
+                        layer.weight.uniform_(-bound, bound, generator=generator)
+                        layer.bias.uniform_(-bound, bound, generator=generator)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.inp(x)
+        for block in self.blocks:
+            branch = self.branch_scale * block.linear(torch.relu(block.norm(h)))
+            h = h + branch if self.residual else branch
+        return self.out(h)
+
+
+def residual_mlp(in_features: int, width: int, depth: int, out_features: int = 10, *,
+                 norm: str = "none", branch_scale: float = 1.0,
+                 generator: torch.Generator | None = None) -> DeepMLP:
+    """A :class:`DeepMLP` with skips: h_l = h_{l-1} + branch_scale · W_l ReLU(N_l(h_{l-1})) + …"""
+    return DeepMLP(in_features, width, depth, out_features, residual=True, norm=norm,
+                   branch_scale=branch_scale, generator=generator)
