@@ -17,6 +17,7 @@ class          pure function         torch equivalent     paper
                                                           Reddi et al. 2018
 ``AdamW``      ``adam_update``       ``AdamW``            Loshchilov & Hutter 2019
 ``NAdam``      ``nadam_update``      ``NAdam``            Dozat 2016
+``SGDW``       ``sgdw_update``       (none)               Loshchilov & Hutter 2019
 =============  ====================  ===================  ==========================
 """
 import torch
@@ -28,6 +29,7 @@ from course_lib.optim.adam import Adam, AdamW, adam_update
 from course_lib.optim.nadam import NAdam, nadam_update
 from course_lib.optim.rmsprop import RMSprop, rmsprop_update
 from course_lib.optim.sgd import SGD, sgd_update
+from course_lib.optim.sgdw import SGDW, sgdw_update
 
 #: name -> our class
 OPTIMIZERS = {
@@ -47,6 +49,6 @@ __all__ = [
     "FirstOrderOptimizer",
     "SGD", "Adagrad", "RMSprop", "Adadelta", "Adam", "AdamW", "NAdam",
     "sgd_update", "adagrad_update", "rmsprop_update", "adadelta_update", "adam_update",
-    "nadam_update",
+    "nadam_update", "SGDW", "sgdw_update",
     "OPTIMIZERS", "TORCH_EQUIVALENT",
 ]
