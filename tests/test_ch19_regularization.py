@@ -257,3 +257,17 @@ def test_exercise_dropout_noise_at_batch_32(splits):  # 1 s
 def test_exercise_ema_floor_at_rho_095():
     measured = rg.noisy_quadratic(lr=0.5, rho=0.95)["ema_floor"]
     assert f"{rg.predicted_floor(0.5, 0.95):.2g}" == f"{measured:.2g}" == "0.17"
+
+
+def test_explore_claims():  # the prose next to the interactive figure (closed forms, 0.1 s)
+    assert 0.3 < rg.predicted_floor(0.5, 0.9) / rg.predicted_floor(0.5) < 0.45  # "about 40 %"
+    assert f"{rg.predicted_floor(0.5):.2g}" == "0.71" and f"{rg.predicted_floor(1.5):.2g}" == "3.5"
+    assert f"{rg.predicted_floor(0.5, 0.99):.2g}" == "0.048"
+    assert f"{rg.predicted_floor(1.5, 0.99):.2g}" == "0.052"
+    r = rg.noisy_quadratic(rho=0.999, chains=50)  # the figure's own run
+    worse = r["ema"] > r["last"]
+    assert worse[:100].all() and not worse[300:].any()  # "the first hundred-odd steps"
+
+
+def test_swa_snapshot_count():  # "seven snapshots (epochs 6 to 12)"
+    assert len(range(rg.AVG_SWA_START, rg.AVG_EPOCHS + 1)) == 7
