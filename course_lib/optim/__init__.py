@@ -17,6 +17,7 @@ class          pure function         torch equivalent     paper
                                                           Reddi et al. 2018
 ``AdamW``      ``adam_update``       ``AdamW``            Loshchilov & Hutter 2019
 ``NAdam``      ``nadam_update``      ``NAdam``            Dozat 2016
+``SGDW``       ``sgdw_update``       (none)               Loshchilov & Hutter 2019
 =============  ====================  ===================  ==========================
 
 Second-order (quasi-Newton), in ``course_lib.optim.lbfgs``: ``LBFGS`` (the iterates of
@@ -34,6 +35,7 @@ from course_lib.optim.lbfgs import LBFGS, bfgs_inverse_update, lbfgs_direction
 from course_lib.optim.nadam import NAdam, nadam_update
 from course_lib.optim.rmsprop import RMSprop, rmsprop_update
 from course_lib.optim.sgd import SGD, sgd_update
+from course_lib.optim.sgdw import SGDW, sgdw_update
 
 #: name -> our class
 OPTIMIZERS = {
@@ -53,7 +55,7 @@ __all__ = [
     "FirstOrderOptimizer",
     "SGD", "Adagrad", "RMSprop", "Adadelta", "Adam", "AdamW", "NAdam",
     "sgd_update", "adagrad_update", "rmsprop_update", "adadelta_update", "adam_update",
-    "nadam_update",
+    "nadam_update", "SGDW", "sgdw_update",
     "LBFGS", "lbfgs_direction", "bfgs_inverse_update",
     "OPTIMIZERS", "TORCH_EQUIVALENT",
 ]
