@@ -254,13 +254,13 @@ class _FixedGradScaler(torch.amp.GradScaler):
 CONFIGS = ("float32", "float16", "float16 + dynamic S", "bfloat16", "bfloat16 autocast (train)")
 
 
-def _simulated_run(config: str, seed: int) -> dict:
+def _simulated_run(config: str, seed: int, epochs: int = EPOCHS, loss_factor: float = 1.0) -> dict:
     data = mnist1d(DATA_SAMPLES)
     X, y = data.X_train, data.y_train
     model = mlp(40, HIDDEN, 10, generator=torch.Generator().manual_seed(seed))
     opt = torch.optim.Adam(model.parameters(), lr=LR)
     if config == "bfloat16 autocast (train)":
-        hist = train(model, F.cross_entropy, opt, (X, y), epochs=EPOCHS, batch_size=BATCH_SIZE,
+        hist = train(model, F.cross_entropy, opt, (X, y), epochs=epochs, batch_size=BATCH_SIZE,
                      seed=seed, amp="bfloat16", metrics=())
         losses = hist.steps["loss"]
         scaler = None
@@ -270,9 +270,9 @@ def _simulated_run(config: str, seed: int) -> dict:
         scaler = DynamicLossScaler() if "dynamic" in config else None
         gen = torch.Generator().manual_seed(seed)
         losses = []
-        for _ in range(EPOCHS):
+        for _ in range(epochs):
             for idx in torch.randperm(len(X), generator=gen).split(BATCH_SIZE):
-                loss = F.cross_entropy(net(X[idx]), y[idx])
+                loss = F.cross_entropy(net(X[idx]), y[idx]) * loss_factor
                 opt.zero_grad()
                 if scaler is None:
                     loss.backward()
@@ -281,7 +281,7 @@ def _simulated_run(config: str, seed: int) -> dict:
                     scaler.scale(loss).backward()
                     scaler.step(opt)
                     scaler.update()
-                losses.append(loss.item())
+                losses.append(loss.item() / loss_factor)
     with torch.no_grad():  # evaluated in float32 on the float32 master weights
         train_loss = F.cross_entropy(model(X), y).item()
         val_acc = (model(data.X_test).argmax(1) == data.y_test).float().mean().item()
@@ -336,3 +336,16 @@ def memory_bytes(hidden=HIDDEN, batch_size: int = BATCH_SIZE, in_features: int =
         return {"parameters": P, "weights": 4 * P + 2 * P, "gradients": 2 * P, "optimizer": 8 * P,
                 "activations": 2 * A}
     raise ValueError(f"Invalid recipe: {recipe!r} (expected 'float32' or 'mixed')")
+
+
+TINY_FACTOR = 2.0 ** -16  # the loss multiplied by this in tiny_loss_runs
+TINY_EPOCHS = 2
+
+
+def tiny_loss_runs(factor: float = TINY_FACTOR, seeds=SEEDS, epochs: int = TINY_EPOCHS) -> dict:
+    """The runs of precision_runs with the loss J multiplied by `factor` (as a loss averaged over
+    many more terms would be): Adam's update is (up to its δ) the same for J and factor·J, so
+    any difference between the precisions is rounding.  config → final training losses."""
+    configs = ("float32", "float16", "float16 + dynamic S")
+    return {c: np.array([_simulated_run(c, s, epochs, factor)["train_loss"] for s in seeds])
+            for c in configs}
