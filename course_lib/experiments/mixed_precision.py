@@ -138,7 +138,8 @@ def gradient_magnitudes(seed: int = 0, epochs: int = GRAD_EPOCHS) -> dict:
     model = mlp(40, HIDDEN, 10, generator=torch.Generator().manual_seed(seed))
     batch = X[:BATCH_SIZE], y[:BATCH_SIZE]
     out = {"init": _batch_gradients(model, *batch)}
-    train(model, F.cross_entropy, torch.optim.Adam(model.parameters(), lr=LR), (X, y),
+    # (torch.nn.functional spelled out: shared_result keys on the UPPERCASE names a function reads)
+    train(model, torch.nn.functional.cross_entropy, torch.optim.Adam(model.parameters(), lr=LR), (X, y),
           epochs=epochs, batch_size=BATCH_SIZE, seed=seed)
     out["trained"] = _batch_gradients(model, *batch)
     return {k: v[v > 0] for k, v in out.items()}
@@ -205,7 +206,8 @@ def scaler_sequence(scaler_factory, steps: int = 12, bad=(3, 4, 9), seed: int = 
     `bad` (counted from 1) the loss is multiplied by 1e37, so that S·J, and the gradient, overflow to inf.
     Returns the scale used at each step, which steps were taken, and the final parameters."""
     gen = torch.Generator().manual_seed(seed)
-    model = torch.nn.Linear(4, 1)
+    with torch.random.fork_rng():  # Linear's own initialization draws from the global RNG
+        model = torch.nn.Linear(4, 1)
     with torch.no_grad():
         for p in model.parameters():
             p.copy_(torch.randn(p.shape, generator=gen))
@@ -226,6 +228,7 @@ def scaler_sequence(scaler_factory, steps: int = 12, bad=(3, 4, 9), seed: int = 
             "params": torch.cat([p.detach().flatten() for p in model.parameters()]).tolist()}
 
 
+@shared_result
 def compare_scalers(growth_interval: int = 3) -> dict:
     """Ours vs torch.amp.GradScaler("cpu"), dynamic and static, on one scaler_sequence()."""
     big = 2.0 ** 16
@@ -342,6 +345,7 @@ TINY_FACTOR = 2.0 ** -16  # the loss multiplied by this in tiny_loss_runs
 TINY_EPOCHS = 2
 
 
+@shared_result
 def tiny_loss_runs(factor: float = TINY_FACTOR, seeds=SEEDS, epochs: int = TINY_EPOCHS) -> dict:
     """The runs of precision_runs with the loss J multiplied by `factor` (as a loss averaged over
     many more terms would be): Adam's update is (up to its δ) the same for J and factor·J, so
