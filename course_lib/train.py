@@ -38,8 +38,10 @@ Contract
 * Checkpoints (every `checkpoint_every` steps and at the end) hold everything the loop needs;
   ``resume=True`` continues bit-identically from one.  With a DataLoader this holds when its
   batches draw nothing from torch's global RNG beyond its shuffling (no random augmentation).
-* amp=True: float16 autocast + GradScaler on CUDA; elsewhere a warning and float32, so the same
-  notebook runs on a laptop.
+* amp=True (or "float16"): float16 autocast + GradScaler on CUDA; elsewhere a warning and float32,
+  so the same notebook runs on a laptop.  amp="bfloat16": bfloat16 autocast on any device (CPU
+  included), without loss scaling (bfloat16 has float32's range); the parameters, their gradients
+  and the optimizer's state stay float32 (chapter 20).
 * TensorBoard: ``tensorboard=`` a log directory (train opens a SummaryWriter there and closes it
   at the end) or a ``torch.utils.tensorboard.SummaryWriter`` (used, flushed, left open).  Every
   value on the step axis t; the scalars are the History's, written when the host reads them
@@ -373,7 +375,8 @@ def train(model, loss_fn, optimizer, train_data, *, epochs=1, max_steps=None, ba
     early_stopping        an EarlyStopping, checked at the end of each epoch
     metrics               ("accuracy",) for classifiers, () for regression
     device                where to train; default: where the model's parameters are
-    amp                   float16 autocast + loss scaling; acts on CUDA only
+    amp                   True/"float16": float16 autocast + loss scaling, on CUDA only (a warning
+                          and float32 elsewhere); "bfloat16": bfloat16 autocast on any device
     deterministic         bit-identical repeats on CUDA too (torch.use_deterministic_algorithms)
     seed, shuffle         the batch order (and torch's global RNG, at the start of a fresh run)
     progress              a tqdm bar without rates or times, so stored outputs stay deterministic
@@ -418,9 +421,12 @@ def train(model, loss_fn, optimizer, train_data, *, epochs=1, max_steps=None, ba
 
     # ---- set up: device, data, RNG, amp
     device = _model_device(model) if device is None else get_device(device)
-    use_amp = amp and device.type == "cuda"
-    if amp and not use_amp:
-        warnings.warn(f"amp=True needs CUDA; training in float32 on {device.type}", stacklevel=2)
+    _check("amp", amp, isinstance(amp, bool) or (isinstance(amp, str) and amp in ("float16", "bfloat16")),
+           "False, True, 'float16' or 'bfloat16'")
+    amp_dtype = torch.bfloat16 if amp == "bfloat16" else torch.float16
+    use_amp = bool(amp) and amp != "bfloat16" and device.type == "cuda"  # float16 + GradScaler
+    if amp and amp != "bfloat16" and not use_amp:
+        warnings.warn(f"amp={amp!r} needs CUDA; training in float32 on {device.type}", stacklevel=2)
     model.to(device)
     train_set = _prepare(train_data, "train_data", device)
     val_set = None if val_data is None else _prepare(val_data, "val_data", device)
@@ -443,7 +449,8 @@ def train(model, loss_fn, optimizer, train_data, *, epochs=1, max_steps=None, ba
     pending = []  # (step, epoch, lr, [loss, ‖g_1‖, ‖g_2‖, ...]) of steps not yet read by the host
     pending_updates = []  # TensorBoard only: (step, [‖Δθ_1‖, ..., ‖θ_1‖, ...]), read with `pending`
     tb = None  # the TensorBoard log, opened once we know the first step
-    autocast = torch.autocast(device.type, dtype=torch.float16) if use_amp else contextlib.nullcontext()
+    autocast = (torch.autocast(device.type, dtype=amp_dtype) if use_amp or amp == "bfloat16"
+                else contextlib.nullcontext())
     hist = History()
     # counters, this epoch's running sums, RNG states at the epoch start: all a resume needs
     loop = {"step": 0, "epoch": 0, "batch": 0, "correct": 0, "seen": 0, "rng_epoch": None}
