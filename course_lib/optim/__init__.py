@@ -17,7 +17,13 @@ class          pure function         torch equivalent     paper
                                                           Reddi et al. 2018
 ``AdamW``      ``adam_update``       ``AdamW``            Loshchilov & Hutter 2019
 ``NAdam``      ``nadam_update``      ``NAdam``            Dozat 2016
+``LARS``       ``lars_update``       (none)               You, Gitman & Ginsburg 2017
+``LAMB``       ``lamb_update``       (none)               You et al. 2020
 =============  ====================  ===================  ==========================
+
+LARS and LAMB (chapter 21) have no torch.optim namesake, so they are not in ``OPTIMIZERS``
+(whose entries tests/test_optim.py checks against torch); their tests are hand computations in
+tests/test_ch21_data_parallel.py.
 """
 import torch
 
@@ -25,6 +31,8 @@ from course_lib.optim._base import FirstOrderOptimizer
 from course_lib.optim.adadelta import Adadelta, adadelta_update
 from course_lib.optim.adagrad import Adagrad, adagrad_update
 from course_lib.optim.adam import Adam, AdamW, adam_update
+from course_lib.optim.lamb import LAMB, lamb_update
+from course_lib.optim.lars import LARS, lars_update
 from course_lib.optim.nadam import NAdam, nadam_update
 from course_lib.optim.rmsprop import RMSprop, rmsprop_update
 from course_lib.optim.sgd import SGD, sgd_update
@@ -47,6 +55,6 @@ __all__ = [
     "FirstOrderOptimizer",
     "SGD", "Adagrad", "RMSprop", "Adadelta", "Adam", "AdamW", "NAdam",
     "sgd_update", "adagrad_update", "rmsprop_update", "adadelta_update", "adam_update",
-    "nadam_update",
+    "nadam_update", "LARS", "lars_update", "LAMB", "lamb_update",
     "OPTIMIZERS", "TORCH_EQUIVALENT",
 ]
