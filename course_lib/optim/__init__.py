@@ -18,7 +18,13 @@ class          pure function         torch equivalent     paper
 ``AdamW``      ``adam_update``       ``AdamW``            Loshchilov & Hutter 2019
 ``NAdam``      ``nadam_update``      ``NAdam``            Dozat 2016
 ``SGDW``       ``sgdw_update``       (none)               Loshchilov & Hutter 2019
+``LARS``       ``lars_update``       (none)               You, Gitman & Ginsburg 2017
+``LAMB``       ``lamb_update``       (none)               You et al. 2020
 =============  ====================  ===================  ==========================
+
+SGDW, LARS and LAMB (chapters 19 and 21) have no torch.optim namesake, so they are not in
+``OPTIMIZERS`` (whose entries tests/test_optim.py checks against torch); their tests are hand
+computations in their chapters' test files.
 
 Second-order (quasi-Newton), in ``course_lib.optim.lbfgs``: ``LBFGS`` (the iterates of
 ``torch.optim.LBFGS``; its ``step`` needs a closure, so it is not in ``OPTIMIZERS``), the
@@ -31,6 +37,8 @@ from course_lib.optim._base import FirstOrderOptimizer
 from course_lib.optim.adadelta import Adadelta, adadelta_update
 from course_lib.optim.adagrad import Adagrad, adagrad_update
 from course_lib.optim.adam import Adam, AdamW, adam_update
+from course_lib.optim.lamb import LAMB, lamb_update
+from course_lib.optim.lars import LARS, lars_update
 from course_lib.optim.lbfgs import LBFGS, bfgs_inverse_update, lbfgs_direction
 from course_lib.optim.nadam import NAdam, nadam_update
 from course_lib.optim.rmsprop import RMSprop, rmsprop_update
@@ -55,7 +63,7 @@ __all__ = [
     "FirstOrderOptimizer",
     "SGD", "Adagrad", "RMSprop", "Adadelta", "Adam", "AdamW", "NAdam",
     "sgd_update", "adagrad_update", "rmsprop_update", "adadelta_update", "adam_update",
-    "nadam_update", "SGDW", "sgdw_update",
+    "nadam_update", "SGDW", "sgdw_update", "LARS", "lars_update", "LAMB", "lamb_update",
     "LBFGS", "lbfgs_direction", "bfgs_inverse_update",
     "OPTIMIZERS", "TORCH_EQUIVALENT",
 ]
