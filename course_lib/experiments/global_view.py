@@ -213,6 +213,13 @@ def _linears(model: nn.Module) -> list[nn.Linear]:
 
 
 @torch.no_grad()
+def max_param_difference(model_a: nn.Module, model_b: nn.Module) -> float:
+    """max |θ_A − θ_B| over all entries (same architecture)."""
+    return max(float((p - q).abs().max()) for p, q in zip(model_a.parameters(),
+                                                            model_b.parameters()))
+
+
+@torch.no_grad()
 def weight_matching(model_a: nn.Module, model_b: nn.Module, iterations: int = 20) -> nn.Module:
     r"""A copy of B with its hidden units permuted to match A's weights (Ainsworth et al., 2023).
 
@@ -405,6 +412,29 @@ def sparsity(model: nn.Module) -> float:
     return float(sum((w == 0).sum() for w in ws) / sum(w.numel() for w in ws))
 
 
+def prune_globally(model: nn.Module, target: float) -> nn.Module:
+    """Prune ``model`` in place to the fraction ``target`` of zero weights over all its Linear
+    layers together: remove the smallest |θ| among the surviving weights
+    (``torch.nn.utils.prune.global_unstructured`` with ``L1Unstructured``; on a second call the
+    masks combine, so the kept weights are always a subset of the previous ones)."""
+    if not 0 <= target < 1:
+        raise ValueError(f"Invalid target: {target!r} (expected 0 <= target < 1)")
+    ws = [m.weight for m in _linears(model)]
+    total = sum(w.numel() for w in ws)
+    pruned = int(sum(int((m.weight_mask == 0).sum()) for m in _linears(model)
+                     if hasattr(m, "weight_mask")))
+    amount = round(target * total) - pruned  # weights to remove now, an exact count
+    if amount < 0:
+        raise ValueError(f"Invalid target: {target} (already {pruned / total:.3g} pruned)")
+    # the scores from weight_orig ⊙ mask: the attribute `weight` of a pruned module is only
+    # refreshed by a forward pass, so it may be one optimizer step old
+    scores = {(m, "weight"): (m.weight_orig * m.weight_mask if hasattr(m, "weight_orig")
+                              else m.weight).detach().abs() for m in _linears(model)}
+    prune.global_unstructured(_weights(model), pruning_method=prune.L1Unstructured, amount=amount,
+                              importance_scores=scores)
+    return model
+
+
 @torch.no_grad()
 def _load_weights(model, source):
     """Copy ``source``'s parameters into ``model`` (into weight_orig where it is pruned)."""
@@ -428,12 +458,9 @@ def lottery_tickets(seeds: Sequence[int] = LOTTERY["seeds"],
         for s in seeds:
             early, _, net = trained_network(s)
             dense.append(evaluate_loss(net, *data.test)[1])
-            row_t, row_r, done = [], [], 0.0
+            row_t, row_r = [], []
             for target in sparsities:
-                amount = (target - done) / (1 - done)  # of the surviving weights
-                prune.global_unstructured(_weights(net), pruning_method=prune.L1Unstructured,
-                                          amount=amount)
-                done = target
+                prune_globally(net, target)
                 _load_weights(net, early)  # rewind the survivors to θ₁ (the mask stays)
                 _train_more(net, None, E - 1, s + 1)
                 row_t.append(evaluate_loss(net, *data.test)[1])
