@@ -231,6 +231,6 @@ def test_slice_numbers():
 def test_exercise_3_measurement():
     """solutions/ch22 exercise 3 prints these (shared with its run under nbval)."""
     lazy = gv.lazy_training(widths=(4096,), seeds=(0,))
-    assert f"{lazy.weight_change[0, 0]:.2g}" == "0.082"  # measured 0.0818-0.0819
-    assert f"{lazy.kernel_change[0, 0]:.1g}" == "0.06"   # measured 0.058-0.06
+    assert f"{lazy.weight_change[0, 0]:.2g}" == "0.082"  # measured 0.0823 (native, avx2, default)
+    assert f"{lazy.kernel_change[0, 0]:.1g}" == "0.06"   # measured 0.0559
     assert lazy.kernel_change[0, 0] < 0.09  # below the width-2048 median

@@ -490,7 +490,7 @@ def plot_lottery(lot: Lottery, ax=None):
     ax.set_xlabel("weights removed (%)")
     ax.set_ylabel("test error (%)")
     ax.legend(fontsize=8)
-    ax.set_title("winning tickets: the early weights matter at high sparsity")
+    ax.set_title("winning tickets: the mask alone is not enough")
     return ax
 
 
