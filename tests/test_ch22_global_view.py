@@ -190,6 +190,11 @@ def test_mode_connectivity_numbers():
     assert np.all(b["aligned"] > 0.05)  # ... not all of it
     assert np.all(b["children"] < 0.05 * b["different"][:, None])  # siblings: a few hundredths
     assert np.all(b["children"] < b["aligned"][:, None])
+    # the networks are far from interpolation (section 22.3's caveat): measured 0.943, 0.495
+    assert 0.9 < np.median(conn.end_loss) < 1.0 and 0.45 < np.median(conn.test_error) < 0.55
+    # section 22.5: "23 000 dimensions"
+    from course_lib.models import mlp as _mlp
+    assert round(sum(p.numel() for p in _mlp(40, gv.LMC["hidden"], 10).parameters()), -3) == 23000
 
 
 def test_lottery_numbers():
