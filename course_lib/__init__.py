@@ -18,7 +18,8 @@ plotting and widget modules and the chapter functions re-exported here load on f
 from importlib import import_module as _import_module
 
 from course_lib.utils import seed_everything, get_device
-from course_lib.optim import SGD, Adagrad, RMSprop, Adadelta, Adam, AdamW, NAdam, OPTIMIZERS
+from course_lib.optim import (SGD, Adagrad, RMSprop, Adadelta, Adam, AdamW, NAdam, SGDW, LARS, LAMB,
+                              LBFGS, OPTIMIZERS)
 from course_lib.landscapes import (Landscape, Quadratic, Rosenbrock, Beale, Saddle, Plateau,
                                    Cliff, LocalMinima, Trajectory, run_optimizer, newton_step,
                                    newton_path, check_grad)
@@ -28,7 +29,7 @@ from course_lib.curvature import (hvp, hessian_matrix, top_eigenvalue, lanczos_e
 from course_lib.data import (Split, train_val_split, mnist1d, digits, polynomial_features,
                              PolynomialRegressionTask, GaussianClassificationTask, load_idx,
                              load_mnist_folder)
-from course_lib.models import mlp, small_cnn, VanillaRNN
+from course_lib.models import mlp, small_cnn, VanillaRNN, DeepMLP, residual_mlp
 from course_lib.train import train, evaluate, History, EarlyStopping, TrainingDiverged
 from course_lib import landscapes, curvature
 
@@ -51,6 +52,16 @@ _MODULES = {
     'comparison': 'course_lib.experiments.comparison',
     'schedules': 'course_lib.experiments.schedules',
     'monitoring': 'course_lib.experiments.monitoring',
+    'precision': 'course_lib.precision',
+    'distributed': 'course_lib.distributed',
+    'second_order': 'course_lib.experiments.second_order',
+    'natural_gradient': 'course_lib.experiments.natural_gradient',
+    'initialization': 'course_lib.experiments.initialization',
+    'normalization': 'course_lib.experiments.normalization',
+    'regularization': 'course_lib.experiments.regularization',
+    'mixed_precision': 'course_lib.experiments.mixed_precision',
+    'data_parallel': 'course_lib.experiments.data_parallel',
+    'global_view': 'course_lib.experiments.global_view',
     'checks': 'course_lib.checks',
     'experiments': 'course_lib.experiments',
     'tooling': 'course_lib.tooling',
@@ -172,6 +183,50 @@ _NAMES = {
     'UpdateRatioMonitor': 'course_lib.experiments.monitoring',
     'good_lr_band': 'course_lib.experiments.monitoring',
     'health_signals': 'course_lib.experiments.monitoring',
+    'round_to': 'course_lib.precision',
+    'simulate_precision': 'course_lib.precision',
+    'StaticLossScaler': 'course_lib.precision',
+    'DynamicLossScaler': 'course_lib.precision',
+    'launch': 'course_lib.distributed',
+    'backend_for': 'course_lib.distributed',
+    'lbfgs_run': 'course_lib.experiments.second_order',
+    'newton_cg': 'course_lib.experiments.second_order',
+    'convergence_orders': 'course_lib.experiments.second_order',
+    'levenberg_marquardt_path': 'course_lib.experiments.second_order',
+    'barzilai_borwein': 'course_lib.experiments.second_order',
+    'quadratic_race': 'course_lib.experiments.second_order',
+    'mlp_race': 'course_lib.experiments.second_order',
+    'hessian_spectrum': 'course_lib.experiments.second_order',
+    'gauss_newton_vs_hessian': 'course_lib.experiments.second_order',
+    'measure_profile': 'course_lib.experiments.initialization',
+    'predicted_profile': 'course_lib.experiments.initialization',
+    'per_layer_factors': 'course_lib.experiments.initialization',
+    'jacobian_singular_values': 'course_lib.experiments.initialization',
+    'factor_table': 'course_lib.experiments.initialization',
+    'isometry': 'course_lib.experiments.initialization',
+    'batch_norm': 'course_lib.experiments.normalization',
+    'layer_norm': 'course_lib.experiments.normalization',
+    'bn_mismatch': 'course_lib.experiments.normalization',
+    'batch_dependence': 'course_lib.experiments.normalization',
+    'scale_invariance': 'course_lib.experiments.normalization',
+    'equilibrium_experiment': 'course_lib.experiments.normalization',
+    'init_gradient_norms': 'course_lib.experiments.normalization',
+    'depth_training': 'course_lib.experiments.normalization',
+    'ema_average': 'course_lib.experiments.regularization',
+    'polyak_average': 'course_lib.experiments.regularization',
+    'dropout_gradient_noise': 'course_lib.experiments.regularization',
+    'averaging_sweep': 'course_lib.experiments.regularization',
+    'rescaling_demo': 'course_lib.experiments.regularization',
+    'decay_grid': 'course_lib.experiments.regularization',
+    'interpolation_sweep': 'course_lib.experiments.global_view',
+    'mode_connectivity': 'course_lib.experiments.global_view',
+    'loss_barrier': 'course_lib.experiments.global_view',
+    'weight_matching': 'course_lib.experiments.global_view',
+    'lottery_tickets': 'course_lib.experiments.global_view',
+    'lazy_training': 'course_lib.experiments.global_view',
+    'empirical_ntk': 'course_lib.experiments.global_view',
+    'filter_normalized_direction': 'course_lib.experiments.global_view',
+    'loss_surface': 'course_lib.experiments.global_view',
 }
 
 

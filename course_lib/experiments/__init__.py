@@ -15,4 +15,12 @@
 * chapter 12: ``comparison``
 * chapter 13: ``schedules``
 * chapter 14: ``monitoring``
+* chapter 15: ``second_order``
+* chapter 16: ``natural_gradient``
+* chapter 17: ``initialization``
+* chapter 18: ``normalization``
+* chapter 19: ``regularization``
+* chapter 20: ``mixed_precision``
+* chapter 21: ``data_parallel``
+* chapter 22: ``global_view``
 """
