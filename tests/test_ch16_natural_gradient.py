@@ -242,3 +242,27 @@ def test_damping_sweep_printed_by_the_exercise():
     assert "λ = 0.001: median training loss after 2 epochs diverged" in text
     assert "λ = 0.03: median training loss after 2 epochs 1.4" in text  # measured 1.388
     assert "λ = 1: median training loss after 2 epochs 2.1" in text  # measured 2.100
+
+
+def test_kfac_raises_when_factors_are_not_finite():
+    model, X, y, opt = _tiny_kfac(damping=1e-2)
+    with torch.no_grad():
+        model[0].weight.fill_(float("inf"))
+    opt.zero_grad()
+    nn.functional.cross_entropy(model(X), y).backward()
+    before = model[2].weight.detach().clone()
+    with pytest.raises(FloatingPointError):
+        opt.step()
+    assert torch.equal(model[2].weight, before)  # nothing changed
+    opt.remove_hooks()
+
+
+# ---------------------------------------------------------------------------------------------
+# Adam as a diagonal approximation (16.6): on the stored output
+
+def test_adam_vs_fisher_diagonal_stored():
+    # float64 after a float32 Adam run; medians of 3 seeds; spread across kernel sets ~1e-6
+    text = stored_text(CHAPTER, "ng.adam_vs_fisher_diagonal()")
+    assert "r̂ vs diag F 0.89, r̂ vs diag EF 0.85, diag EF vs diag F 0.96" in text
+    assert "median of B·r̂ / diag EF = 1.3 (B = 100);  median of diag EF / diag F = 0.83" in text
+    assert "Adam's √r̂ 1.1, diag F 2.8" in text

@@ -47,7 +47,7 @@ from course_lib.data import mnist1d
 from course_lib.models import mlp
 from course_lib.optim import Adam
 from course_lib.optim.kfac import KFAC, kfac_factors
-from course_lib.train import TrainingDiverged, train
+from course_lib.train import train
 from course_lib.utils import shared_result
 
 # ----------------------------------------------------------------------------------------------
@@ -518,7 +518,7 @@ def _run(method, lr, seed, epochs=None, damping=None):
         hist = train(model, nn.CrossEntropyLoss(), opt, (data.X_train, data.y_train),
                      epochs=epochs, batch_size=cfg["batch_size"], seed=seed,
                      val_data=(data.X_test, data.y_test))
-    except TrainingDiverged:
+    except FloatingPointError:  # TrainingDiverged, or K-FAC's factors overflowed
         return dict(train_loss=np.full(epochs, np.inf), val_accuracy=np.zeros(epochs), steps=0,
                     fisher_passes=0, seconds=math.nan)
     finally:
@@ -593,3 +593,66 @@ def kfac_damping_sweep(dampings=(1e-3, 3e-2, 1.0), lr=0.1, epochs=3, seeds=SEEDS
     damping λ (inf: diverged on at least half the seeds)."""
     return {lam: float(np.median([_run("kfac", lr, s, epochs=epochs, damping=lam)["train_loss"][-1]
                                   for s in seeds])) for lam in dampings}
+
+
+# ----------------------------------------------------------------------------------------------
+# 16.6 Adam as a diagonal approximation
+
+ADAM_DIAG = dict(lr=1e-2, epochs=2, n_fisher=200)
+
+
+def _per_example_grads(model, X, labels):
+    """(N, P) per-example gradients of log p(labels|x), by torch.func.vmap."""
+    from torch.func import grad, vmap
+    names = [n for n, _ in model.named_parameters()]
+    theta = {n: p.detach() for n, p in model.named_parameters()}
+
+    def logp(params, x, c):
+        z = functional_call(model, params, (x[None],))
+        return (torch.log_softmax(z, 1)[0] * c).sum()  # c: the label, one-hot
+    onehot = nn.functional.one_hot(labels, 10).to(X.dtype)
+    grads = vmap(grad(logp), in_dims=(None, 0, 0))(theta, X, onehot)
+    return torch.cat([grads[n].reshape(X.shape[0], -1) for n in names], 1)
+
+
+def _spearman(a, b):
+    ra = np.argsort(np.argsort(a)).astype(float)
+    rb = np.argsort(np.argsort(b)).astype(float)
+    return float(np.corrcoef(ra, rb)[0, 1])
+
+
+@shared_result
+def adam_vs_fisher_diagonal(seeds=SEEDS):
+    """After ADAM_DIAG["epochs"] epochs of Adam on the chapter's MLP: Adam's v̂ (an EMA of squared
+    minibatch gradients) against diag(F) (labels from the model, exact over the classes) and
+    diag(EF) (observed labels) at the final θ, on n_fisher training examples, in float64.
+    Per seed: Spearman rank correlations over the parameters, and the median of B·v̂ / diag(EF);
+    medians over seeds."""
+    cfg = KFAC_RUN
+    data = mnist1d(cfg["num_samples"])
+    rows = []
+    for seed in seeds:
+        model = mlp(40, cfg["hidden"], 10, generator=torch.Generator().manual_seed(seed))
+        opt = Adam(model.parameters(), lr=ADAM_DIAG["lr"])
+        train(model, nn.CrossEntropyLoss(), opt, (data.X_train, data.y_train),
+              epochs=ADAM_DIAG["epochs"], batch_size=cfg["batch_size"], seed=seed)
+        beta2 = opt.param_groups[0]["betas"][1]
+        v_hat = torch.cat([(opt.state[p]["exp_avg_sq"] / (1 - beta2 ** opt.state[p]["step"])).reshape(-1)
+                           for p in model.parameters()]).double()
+        model = model.double()
+        X = data.X_train[:ADAM_DIAG["n_fisher"]].double()
+        y = data.y_train[:ADAM_DIAG["n_fisher"]]
+        p = torch.softmax(model(X), 1).detach()
+        diag_F = sum((p[:, c:c + 1] * _per_example_grads(model, X, torch.full_like(y, c)) ** 2).mean(0)
+                     for c in range(10))
+        Ge = _per_example_grads(model, X, y)
+        diag_EF = (Ge ** 2).mean(0)
+        keep = (diag_F > 0) & (diag_EF > 0) & (v_hat > 0)  # dead units give exact zeros
+        v, f, ef = v_hat[keep].numpy(), diag_F[keep].numpy(), diag_EF[keep].numpy()
+        rows.append(dict(rank_v_F=_spearman(v, f), rank_v_EF=_spearman(v, ef),
+                         rank_EF_F=_spearman(ef, f),
+                         ratio_B_v_EF=float(np.median(cfg["batch_size"] * v / ef)),
+                         ratio_EF_F=float(np.median(ef / f)),
+                         spread_sqrt=float(np.log10(np.quantile(np.sqrt(v), 0.95) / np.quantile(np.sqrt(v), 0.05))),
+                         spread_F=float(np.log10(np.quantile(f, 0.95) / np.quantile(f, 0.05)))))
+    return {k: float(np.median([r[k] for r in rows])) for k in rows[0]}

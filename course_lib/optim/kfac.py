@@ -224,7 +224,10 @@ class KFAC(torch.optim.Optimizer):
 
     @torch.no_grad()
     def step(self, closure=None):
-        """One K-FAC step on every layer (re-estimating the factors first when it is due)."""
+        """One K-FAC step on every layer (re-estimating the factors first when it is due).
+
+        Raises FloatingPointError (before changing any parameter) when the factors are not
+        finite or their damped versions cannot be inverted: the run has diverged."""
         loss = None
         if closure is not None:
             with torch.enable_grad():
@@ -234,8 +237,14 @@ class KFAC(torch.optim.Optimizer):
             for group in self.param_groups:
                 for layer in self.layers:
                     state = self.state[layer.weight]
-                    state["A_inv"], state["G_inv"] = damped_inverses(state["A"], state["G"],
-                                                                     group["damping"])
+                    if not (torch.isfinite(state["A"]).all() and torch.isfinite(state["G"]).all()):
+                        raise FloatingPointError("K-FAC's factors are not finite: the run diverged")
+                    try:
+                        state["A_inv"], state["G_inv"] = damped_inverses(state["A"], state["G"],
+                                                                         group["damping"])
+                    except torch.linalg.LinAlgError as error:  # overflow in float32
+                        raise FloatingPointError("K-FAC's damped factors are singular: the run "
+                                                 "diverged") from error
         self.steps += 1
         group = self.param_groups[0]
         for layer in self.layers:
