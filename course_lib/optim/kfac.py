@@ -202,6 +202,8 @@ class KFAC(torch.optim.Optimizer):
             self._recording = False
         if self.fisher == "true":
             probs = torch.softmax(logits.detach().double(), dim=1)
+            if not torch.isfinite(probs).all():
+                raise FloatingPointError("the model's outputs are not finite: the run diverged")
             y = torch.multinomial(probs.cpu(), 1, generator=self.generator)[:, 0].to(logits.device)
         else:
             if self._labels is None:
