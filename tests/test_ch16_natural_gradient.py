@@ -205,12 +205,12 @@ def test_kfac_rejects_bad_arguments():
 
 def test_kfac_vs_adam_stored():
     text = stored_text(CHAPTER, "ng.kfac_vs_adam()")
-    # medians of 3 seeds; spread across kernel sets: none at this precision (checked under
-    # ATEN_CPU_CAPABILITY=default/avx2/native)
-    assert "Adam   median final training loss  ε = 0.003: 0.88, ε = 0.01: 0.64, ε = 0.03: 1.03" in text
+    # float64, medians of 3 seeds; measured across ATEN_CPU_CAPABILITY=default/avx2/native:
+    # finals within 6e-4 (Adam ε = 0.03: 1.0009 to 1.0015), K-FAC's accuracy 0.671 to 0.677
+    assert "Adam   median final training loss  ε = 0.003: 0.88, ε = 0.01: 0.64, ε = 0.03: 1.00" in text
     assert "K-FAC  median final training loss  ε = 0.03: 0.75, ε = 0.1: 0.26, ε = 0.3: diverged" in text
-    assert "best ε = 0.01: validation accuracy 0.62, 400 steps, 0 extra Fisher passes" in text
-    assert "best ε = 0.1: validation accuracy 0.67, 400 steps, 40 extra Fisher passes" in text
+    assert "best ε = 0.01: validation accuracy 0.6, 400 steps, 0 extra Fisher passes" in text
+    assert "best ε = 0.1: validation accuracy 0.7, 400 steps, 40 extra Fisher passes" in text
     # the best ε of each method is in the middle of its grid
     assert ng.ADAM_LR_GRID[1] == 0.01 and ng.KFAC_LR_GRID[1] == 0.1
 
