@@ -625,10 +625,10 @@ def _spearman(a, b):
 
 @shared_result
 def adam_vs_fisher_diagonal(seeds=SEEDS):
-    """After ADAM_DIAG["epochs"] epochs of Adam on the chapter's MLP: Adam's v̂ (an EMA of squared
+    """After ADAM_DIAG["epochs"] epochs of Adam on the chapter's MLP: Adam's r̂ (an EMA of squared
     minibatch gradients) against diag(F) (labels from the model, exact over the classes) and
     diag(EF) (observed labels) at the final θ, on n_fisher training examples, in float64.
-    Per seed: Spearman rank correlations over the parameters, and the median of B·v̂ / diag(EF);
+    Per seed: Spearman rank correlations over the parameters, and the median of B·r̂ / diag(EF);
     medians over seeds."""
     cfg = KFAC_RUN
     data = mnist1d(cfg["num_samples"])
