@@ -227,6 +227,14 @@ _NAMES = {
     'empirical_ntk': 'course_lib.experiments.global_view',
     'filter_normalized_direction': 'course_lib.experiments.global_view',
     'loss_surface': 'course_lib.experiments.global_view',
+    'KFAC': 'course_lib.optim.kfac',
+    'exact_fisher': 'course_lib.experiments.natural_gradient',
+    'empirical_fisher': 'course_lib.experiments.natural_gradient',
+    'gauss_newton': 'course_lib.experiments.natural_gradient',
+    'fisher_identities': 'course_lib.experiments.natural_gradient',
+    'natural_gradient_descent': 'course_lib.experiments.natural_gradient',
+    'exact_kfac_factors': 'course_lib.experiments.natural_gradient',
+    'empirical_vs_true': 'course_lib.experiments.natural_gradient',
 }
 
 
