@@ -188,6 +188,12 @@ def test_mlp_race():
     race = so.mlp_race()
     gd, adam = so.best_of_grid(race["GD"]), so.best_of_grid(race["Adam"])
     assert gd[2] and adam[2]  # each best inside its grid
+    # "ε = 30 fails on some seeds": GD's best is just below the edge of stability (reviewer's
+    # check, six seeds: medians 190–270 steps for every ε in 3, 5, 10, 15, 20; ε = 30 fails on
+    # 3 of 6, ε = 50 on all; targets 0.03 / 0.003 keep the order L-BFGS < Adam < GD)
+    # at ε = 30 seeds 0–2 give [None, 248, 432] natively and with avx2, [634, 373, 205] with
+    # ATEN_CPU_CAPABILITY=default: chaotic; only "slower than at ε = 10" holds everywhere
+    assert so.median_steps(race["GD"][30.0]) > 300 and gd[0] == 10.0
     lb = race["L-BFGS"]
     assert all(s is not None for s in lb["steps"])
     med = so.median_steps(lb["steps"])
