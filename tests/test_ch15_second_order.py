@@ -152,6 +152,8 @@ def test_hessian_free_check():
     assert c["rel_difference"] < 1e-8   # printed 3e-10
     assert c["cg_hvps"] == 61           # printed; CG on a κ ≈ 983 system
     assert round(c["condition_number"]) == 983
+    assert c["cg_bound"] == 372 and c["cg_hvps"] < c["cg_bound"] / 5   # "six times better"
+    assert c["n_at_weight_decay"] == 41 == c["n_params"] - 41 * 9      # the data span 369 dims
 
 
 def test_hessian_free_run():
@@ -176,21 +178,36 @@ def test_quadratic_race():
     assert steps["CG (Hessian-free)"] < steps["L-BFGS"] < steps["Barzilai–Borwein"] < steps["Adam"]
     assert steps["CG (Hessian-free)"] == 47 and steps["L-BFGS"] == 60
     assert q["L-BFGS"]["evals"] == 63
+    # BB: the median over five rotation seeds (per seed 157 147 120 99 128, exact arithmetic in
+    # the eigenbasis: the same on every kernel set)
+    assert q["Barzilai–Borwein"]["per_seed"] == [157, 147, 120, 99, 128]
+    assert steps["Barzilai–Borwein"] == 128
 
 
 def test_mlp_race():
     race = so.mlp_race()
     gd, adam = so.best_of_grid(race["GD"]), so.best_of_grid(race["Adam"])
     assert gd[2] and adam[2]  # each best inside its grid
+    # "ε = 30 fails on some seeds": GD's best is just below the edge of stability (reviewer's
+    # check, six seeds: medians 190–270 steps for every ε in 3, 5, 10, 15, 20; ε = 30 fails on
+    # 3 of 6, ε = 50 on all; targets 0.03 / 0.003 keep the order L-BFGS < Adam < GD)
+    # at ε = 30 seeds 0–2 give [None, 248, 432] natively and with avx2, [634, 373, 205] with
+    # ATEN_CPU_CAPABILITY=default: chaotic; only "slower than at ε = 10" holds everywhere
+    assert so.median_steps(race["GD"][30.0]) > 300 and gd[0] == 10.0
     lb = race["L-BFGS"]
     assert all(s is not None for s in lb["steps"])
     med = so.median_steps(lb["steps"])
     assert adam[1] < gd[1]
     assert med < 0.6 * adam[1]                            # "about half Adam's iterations"
     assert so.median_steps(lb["evals"]) <= 1.2 * med      # about one gradient per iteration
-    for losses in lb["losses"]:
-        f = losses[10:31:10] / losses[0:21:10]
-        assert 0.1 < f[0] < 1 and f[2] < 0.01 and np.all(np.diff(f) < 0)  # the rate improves
+    for losses, norms in zip(lb["losses"], lb["theta_norms"]):
+        # per-iteration factor in windows 0–10 … 30–40: measured 0.88–0.89, 0.57–0.66,
+        # 0.52–0.55, 0.50–0.54: improves once, then stays (linear, not superlinear)
+        f = (losses[10:41:10] / losses[0:31:10]) ** 0.1
+        assert 0.8 < f[0] < 0.95 and 0.5 < f[1] < 0.75
+        assert np.all((f[2:] > 0.45) & (f[2:] < 0.6)) and abs(f[3] - f[2]) < 0.1  # printed
+        assert 3 < norms[0] < 5 and 50 < norms[20] < 90 and norms[40] > 200  # ‖θ‖ grows
+        # (‖θ_40‖ measured 205.5–235.2 across kernel sets)
 
 
 # ---------------------------------------------------------------------------------------------
