@@ -340,9 +340,10 @@ def test_exercise_3_width_dependence():
     assert ranges == ["0.59 to 0.95", "0.88 to 1.02", "0.95 to 1.02"]  # as the model answer says
 
 
-def test_default_stays_at_chance_with_four_times_the_updates():
+def test_default_stays_at_chance_with_more_updates():
     """The prose: the default's failure does not depend on the budget.  With 24 epochs (312
     updates) instead of 6 it still ends within 0.01 of ln 10 (measured at ε = 0.01, 0.03, 0.1,
-    seeds 0-2, native and default kernels: 2.3024-2.3028); one run here (~2 s)."""
-    loss = init.net_run("default", 0.1, seed=1, epochs=4 * init.NET_EPOCHS)
+    seeds 0-2, native and default kernels: 2.3024-2.3028).  Here, within the test budget, one
+    run with twice the updates at the largest ε (~2.5 s CPU)."""
+    loss = init.net_run("default", 0.1, seed=1, epochs=2 * init.NET_EPOCHS)
     assert abs(loss - math.log(10)) < init.AT_CHANCE
