@@ -11,8 +11,8 @@ import torch
 from torch import nn
 
 from course_lib.experiments import initialization as init
-from course_lib.experiments.schedules import he_normal_
-from course_lib.models import mlp
+from course_lib.experiments.schedules import chapter_model, he_normal_
+from course_lib.models import mlp, small_cnn
 from stored import stored_numbers, stored_text
 
 CH = "17_initialization"
@@ -70,11 +70,35 @@ def test_default_with_a_generator_is_nn_linears_default():
 
 
 def test_he_equals_schedules_he_normal():
-    """One concept, two homes: chapter 13's he_normal_ draws what init_(…, "he") draws."""
+    """One concept, one home: chapter 13's he_normal_ is initialize_(…, "he")."""
     a = he_normal_(mlp(40, (32, 32), 10), torch.Generator().manual_seed(2))
-    b = init.init_(mlp(40, (32, 32), 10), "he", generator=torch.Generator().manual_seed(2))
+    b = init.initialize_(mlp(40, (32, 32), 10), "he", generator=torch.Generator().manual_seed(2))
     for p, q in zip(a.parameters(), b.parameters()):
         torch.testing.assert_close(p, q, rtol=0, atol=0)
+    assert init.init_ is init.initialize_  # the earlier name stays importable
+
+
+def test_chapter_13_he_model_unchanged():
+    """he_normal_ now calls torch's kaiming_normal_: chapter 13's CNN gets the same draws, bit for
+    bit, as its earlier N(0, 2/fan_in) (fan_in 5, 80, 320 for its Conv1d and Linear layers)."""
+    for seed in (0, 1, 2):
+        model = chapter_model(seed, "he")
+        gen = torch.Generator().manual_seed(seed)
+        ref = small_cnn(generator=gen)
+        with torch.no_grad():
+            for layer in ref.modules():
+                if isinstance(layer, (nn.Linear, nn.Conv1d)):
+                    layer.weight.normal_(0.0, math.sqrt(2.0 / layer.weight[0].numel()), generator=gen)
+                    layer.bias.zero_()
+        for p, q in zip(model.parameters(), ref.parameters()):
+            torch.testing.assert_close(p, q, rtol=0, atol=0)
+
+
+def test_initialize_conv1d():
+    conv = nn.Conv1d(20, 30, 5, dtype=torch.float64)
+    init.initialize_(conv, "gaussian", gain=1.5, generator=torch.Generator().manual_seed(0))
+    assert 100 * float(conv.weight.detach().var()) == pytest.approx(1.5 ** 2, rel=0.05)  # 3000 draws: ±3 %
+    assert not conv.bias.any()
 
 
 def test_orthogonal_square_weights_preserve_norms():
@@ -195,6 +219,10 @@ def test_section_2_table():
     assert by["relu", "default"].predicted[1] == pytest.approx(1 / 6)
     for act in init.ACTIVATIONS:
         assert 0.9 < by[act, "default"].median[0] < 0.92
+    # every ReLU row's forward factor lies below its prediction (finite width: at width 100 He's
+    # median over 9 seeds is 0.966 forward, at width 300 0.996; the prose's Jensen argument)
+    for scheme in init.TABLE_SCHEMES:
+        assert by["relu", scheme].median[0] < by["relu", scheme].predicted[0]
     # the ReLU rows' seeds scatter by up to ±4 %
     assert np.ptp(by["relu", "he"].measured[:, 0]) < 0.09
 
@@ -237,6 +265,8 @@ def test_section_3_tanh_gain_sweep():
     assert all(a > b for a, b in zip(fracs, fracs[1:]))
     assert fracs[0] > 0.95 and fracs[-1] < 0.1
     assert init.chi("tanh", 5 / 3, init.fixed_point_q(5 / 3)) == pytest.approx(1.21, abs=0.01)
+    # torch's 5/3 keeps about unit variance (q* ≈ 1.2), the prose's "forward criterion"
+    assert 1.1 < init.fixed_point_q(5 / 3) < 1.3
 
 
 # ---------------------------------------------------------------------------------------------
@@ -259,20 +289,22 @@ def test_section_4_trains_by_init_alone():
     assert "too large: diverged at every ε and seed" in failing
     assert "default: at chance (final loss within 0.01 of ln 10) at every ε and seed" in failing
     for name in ("he", "orthogonal"):
-        assert (f"{name}: at ε = 0.01, 3 of 3 seeds end more than 0.02 below ln 10; at ε = 0.03 the "
-                "median ends within 0.05 of ln 10") in working
-    # the same result (shared with the notebook in the suite). He: the best ε is inside the grid
-    # by a clear margin (native: medians 2.24, 2.08, 2.30; default kernels 2.25, 2.04, 2.30).
-    # Orthogonal (native 2.24, 2.08, 2.30; default 2.16, 2.13, 2.28): only 0.003 or 0.01 beats 0.03.
-    res = init.net_experiment(inits=("he", "orthogonal"))
+        assert (f"{name}: at ε = 0.01, 3 of 3 seeds end more than 0.02 below ln 10; at the grid's "
+                "ends, ε = 0.001 and 0.03, the median ends within 0.05 of ln 10") in working
+    # the same result (shared with the notebook in the suite), medians at ε = 0.001, 0.003, 0.01,
+    # 0.03.  He: native 2.296, 2.24, 2.08, 2.30; default kernels 2.296, 2.25, 2.04, 2.30: the
+    # best ε is 0.01, inside the grid by a clear margin.  Orthogonal: native 2.279, 2.24, 2.08,
+    # 2.30; default 2.282, 2.16, 2.13, 2.28: 0.003 or 0.01 (not settled), inside the grid.
+    res = init.net_experiment(inits=("he", "orthogonal"), lrs=init.WORKING_LRS)
     he = np.median(res["he"], axis=1)
-    assert he[0] - he[1] > 0.05 and he[2] - he[1] > 0.1
+    assert int(np.argmin(he)) == 2
+    assert he[1] - he[2] > 0.05 and he[3] - he[2] > 0.1 and he[0] - he[2] > 0.1
     orth = np.median(res["orthogonal"], axis=1)
-    assert min(orth[:2]) < orth[2] - 0.1
-    # the seeds scatter more than the two inits differ (native: ptp 0.06 and 0.29, medians 2.08
-    # and 2.08; default kernels: ptp 0.02 and 0.29, medians 2.04 and 2.13): no ranking
-    spread = max(np.ptp(res["he"][1]), np.ptp(res["orthogonal"][1]))
-    assert spread > abs(np.median(res["he"][1]) - np.median(res["orthogonal"][1])) and spread > 0.2
+    assert min(orth[1:3]) < min(orth[0], orth[3]) - 0.1
+    # the seeds scatter more than the two inits differ at ε = 0.01 (native: ptp 0.06 and 0.29,
+    # medians 2.08 and 2.08; default kernels: ptp 0.02 and 0.29, medians 2.04 and 2.13): no ranking
+    spread = max(np.ptp(res["he"][2]), np.ptp(res["orthogonal"][2]))
+    assert spread > abs(np.median(res["he"][2]) - np.median(res["orthogonal"][2])) and spread > 0.2
 
 
 def test_net_summary_logic():
@@ -306,3 +338,12 @@ def test_exercise_3_width_dependence():
     assert med[0] < med[1] < med[2] < 1
     np.testing.assert_allclose(med, [0.83, 0.92, 0.97], atol=0.006)  # float64: kernel spread ~1e-14
     assert ranges == ["0.59 to 0.95", "0.88 to 1.02", "0.95 to 1.02"]  # as the model answer says
+
+
+def test_default_stays_at_chance_with_more_updates():
+    """The prose: the default's failure does not depend on the budget.  With 24 epochs (312
+    updates) instead of 6 it still ends within 0.01 of ln 10 (measured at ε = 0.01, 0.03, 0.1,
+    seeds 0-2, native and default kernels: 2.3024-2.3028).  Here, within the test budget, one
+    run with twice the updates at the largest ε (~2.5 s CPU)."""
+    loss = init.net_run("default", 0.1, seed=1, epochs=2 * init.NET_EPOCHS)
+    assert abs(loss - math.log(10)) < init.AT_CHANCE

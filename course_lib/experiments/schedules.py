@@ -555,14 +555,11 @@ def he_normal_(model: nn.Module, generator: torch.Generator | None = None) -> nn
     Larger than torch's default U(±1/√fan_in) (variance 1/(3 fan_in)): the network starts
     sharper, which is when a large first step does harm and a warm-up helps.
     """
+    from course_lib.experiments.initialization import initialize_  # the one home of the schemes
+
     layers = [m for m in model.modules() if isinstance(m, (nn.Linear, nn.Conv1d))]
     _check("model", type(model).__name__, bool(layers), "a model with Linear or Conv1d layers")
-    for layer in layers:
-        fan_in = layer.weight[0].numel()  # in_features, or in_channels * kernel_size
-        layer.weight.normal_(0.0, math.sqrt(2.0 / fan_in), generator=generator)
-        if layer.bias is not None:
-            layer.bias.zero_()
-    return model
+    return initialize_(model, "he", generator=generator)  # torch.nn.init.kaiming_normal_, relu
 
 
 @torch.no_grad()
