@@ -122,7 +122,7 @@ def test_bn_mismatch_shrinks_like_one_over_sqrt_b():
     z = (x - x.mean(0)) / x.std(0, unbiased=False)
     assert 4.0 < float((z ** 4).mean()) < 4.25  # "mean kurtosis ≈ 4.1": measured 4.12
     for line, (b, m) in zip(text.splitlines()[1:], mis.items()):
-        assert line.split()[:4] == [str(b), f"{m:.2g}", f"{scaled[b]:.2g}", f"{pred[b]:.2g}"]
+        assert line.split()[:4] == [str(b), f"{m:.2g}", f"{scaled[b]:.3g}", f"{pred[b]:.3g}"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -211,27 +211,28 @@ def test_init_gradient_norms():
 
 
 def test_depth_training_stored():
-    """The notebook's tuned comparison (20 s), read from its stored output (float64: the medians
-    of the runs that train agree to 5 digits under the default, avx2 and native kernel sets;
-    those that diverge are chaotic and print as "≥ 2.2")."""
+    """The notebook's tuned comparison (20 s), read from its stored output (float64: the printed
+    medians agree under the default, avx2 and native kernel sets, single runs do not (residual
+    + BN moves by ~0.02); those that diverge are chaotic and print as "≥ 2.2")."""
     text = stored_text(CH, "depth |= norm.depth_training(")
     assert "plain + BN: no ε of the grid gets below 2.2" in text
     # tie rule: median − best median ≤ the best ε's range over its 3 seeds (residual: 0.108,
     # residual + BN: 0.151); residual's 0.001 misses it by 0.017 but loses on every seed
-    assert ("residual: best ε 0.003, seed range 0.11; tied with it: 0.003; "
+    # single residual + BN runs move by ~0.02 between kernel sets (its ε = 0.01 seed range:
+    # 0.15 native and avx2, 0.17 default): ranges and seed-by-seed wins there are not printed
+    assert ("residual: least median at ε = 0.003; tied with it: 0.003; "
             "all tied ε inside the grid: True") in text
-    assert ("residual + BN: best ε 0.01, seed range 0.15; tied with it: 0.003, 0.01, 0.03; "
+    assert ("residual + BN: least median at ε = 0.01; tied with it: 0.003, 0.01, 0.03; "
             "all tied ε inside the grid: False") in text
     assert "residual: ε = 0.003 beats ε = 0.001 on 3 of 3 seeds" in text
-    assert "residual + BN: ε = 0.01 beats ε = 0.03 on 2 of 3 seeds" in text  # the seeds disagree
-    assert "residual + BN: ε = 0.01 beats ε = 0.1 on 3 of 3 seeds" in text
     line = {ln.split("ε=")[0].strip(): ln for ln in text.splitlines() if "ε=" in ln}
     assert line["plain + BN"].count("≥ 2.2") == 3
     res = dict(re.findall(r"(ε=[\d.]+): (≥ 2.2|[\d.]+)", line["residual"]))
     res_bn = dict(re.findall(r"(ε=[\d.]+): (≥ 2.2|[\d.]+)", line["residual + BN"]))
     # medians over 3 seeds: residual 2.02 at ε = 0.003; residual + BN 1.67, 1.56, 1.64 at
-    # 0.003, 0.01, 0.03: "the lowest cost at every ε of their grid" that trains
-    assert max(float(res_bn[k]) for k in ("ε=0.003", "ε=0.01", "ε=0.03")) < float(res["ε=0.003"]) - 0.3
+    # 0.003, 0.01, 0.03: "a lower cost than the residual network's best at each of" them
+    res_bn_worst = max(float(res_bn[k]) for k in ("ε=0.003", "ε=0.01", "ε=0.03"))
+    assert res_bn_worst < float(res["ε=0.003"]) - 0.3
     assert res["ε=0.01"] == "≥ 2.2" and res_bn["ε=0.1"] == "≥ 2.2"
 
 
