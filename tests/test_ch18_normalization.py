@@ -105,15 +105,24 @@ def test_batch_dependence_printed():
 
 def test_bn_mismatch_shrinks_like_one_over_sqrt_b():
     mis = norm.bn_mismatch()
+    pred = norm.bn_mismatch_predicted()
     text = stored_text(CH, "norm.bn_mismatch(")
     values = list(mis.values())
     assert all(a > b for a, b in zip(values, values[1:]))
-    scaled = [math.sqrt(b) * m for b, m in mis.items()]
+    scaled = {b: math.sqrt(b) * m for b, m in mis.items()}
     # measured √B·RMS: 1.34, 1.34, 1.34, 1.32, 1.19 (float64; spread over 3 shuffles < 2 %)
-    assert all(1.25 < s < 1.4 for s in scaled[:-1]) and 1.1 < scaled[-1] < 1.25
+    assert all(1.25 < scaled[b] < 1.4 for b in (2, 8, 32, 128)) and 1.1 < scaled[512] < 1.25
     assert 0.9 < mis[2] < 1.0  # "about one standard deviation" at B = 2
+    # first-order theory: predicted 1.334, 1.333, 1.329, 1.313, 1.246: "to about 1 % for
+    # B ≤ 128" (measured deviations ≤ 0.7 %), and at B = 512 measured "about 5 % below" (4.6 %)
+    for b in (2, 8, 32, 128):
+        assert abs(scaled[b] / pred[b] - 1) < 0.015
+    assert 0.03 < 1 - scaled[512] / pred[512] < 0.07
+    x = norm._features()
+    z = (x - x.mean(0)) / x.std(0, unbiased=False)
+    assert 4.0 < float((z ** 4).mean()) < 4.25  # "mean kurtosis ≈ 4.1": measured 4.12
     for line, (b, m) in zip(text.splitlines()[1:], mis.items()):
-        assert line.split()[:3] == [str(b), f"{m:.2g}", f"{math.sqrt(b) * m:.2g}"]
+        assert line.split()[:4] == [str(b), f"{m:.2g}", f"{scaled[b]:.3g}", f"{pred[b]:.3g}"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -152,13 +161,36 @@ def test_equilibrium_experiment():
     assert eq["first_angle"][0.25] / eq["first_angle"][4.0] > 100
     # final norms 1.25 and 1.42: "within about 15 %"
     assert abs(eq["final_norm"][4.0] / eq["final_norm"][0.25] - 1) < 0.2
-    # ‖W‖ / predicted 1.12 ("about 10 % above"), RMS angle / √(2ελ) 0.81; the second is the first
-    # to the power −2 (angle² = ε²‖g̃‖²/‖W‖⁴), measured 0.81 vs 1/1.12² = 0.80
-    assert 1.05 < eq["norm_ratio"] < 1.2
-    assert 0.7 < eq["angle_ratio"] < 0.9
-    assert abs(eq["angle_ratio"] * eq["norm_ratio"] ** 2 - 1) < 0.05
-    assert stored_numbers(text, "predicted equilibrium =")[0] == float(f"{eq['norm_ratio']:.2f}")
-    assert stored_numbers(text, "√(2ελ) =")[0] == float(f"{eq['angle_ratio']:.2f}")
+    # short start, per seed: ‖W‖/predicted 0.997, 1.001, 0.996; angle 1.016, 1.003, 1.014:
+    # "within 1 %" and "within 2 %"
+    assert abs(eq["norm_ratio"][0.25] - 1) < 0.01
+    assert abs(eq["angle_ratio"][0.25] - 1) < 0.02
+    # long start, per seed: 1.34, 1.33 (norm), 0.53, 0.53 (angle): "about a third above",
+    # "about half"; angle ≈ norm^-2 (0.53 vs 1/1.335² = 0.56)
+    assert 1.25 < eq["norm_ratio"][4.0] < 1.45
+    assert 0.45 < eq["angle_ratio"][4.0] < 0.6
+    assert abs(eq["angle_ratio"][4.0] * eq["norm_ratio"][4.0] ** 2 - 1) < 0.1
+    # ln(‖W₁‖/‖W*‖)/(ελ): "about 580", "about the whole run" (600 updates)
+    assert 500 < eq["shrink_updates"][4.0] < 650
+    lines = [ln for ln in text.splitlines() if "predicted equilibrium =" in ln]
+    for line, scale in zip(lines, norm.EQ_SCALES):
+        assert stored_numbers(line, "predicted equilibrium =")[0] == float(
+            f"{eq['norm_ratio'][scale]:.2f}")
+        assert stored_numbers(line, "√(2ελ) =")[0] == float(f"{eq['angle_ratio'][scale]:.2f}")
+
+
+def test_equilibrium_long_start_reaches_it_when_run_longer():
+    """The prose: run 1200 updates and the long start too is within a few % of the prediction.
+    One run (seed 0, 3 s): measured ‖W‖/predicted 0.996, RMS angle/√(2ελ) 1.069 over updates
+    1101-1200 (seed 1: 0.997, 1.054)."""
+    r = norm.equilibrium_run(4.0, seed=0, steps=1200)
+    tail = slice(-norm.EQ_AVG, None)
+    assert abs(np.mean(r.norm[tail] / r.predicted_norm[tail]) - 1) < 0.02
+    angle = np.sqrt(np.mean(r.angle[tail] ** 2)) / math.sqrt(2 * norm.EQ_LR * norm.EQ_WD)
+    assert abs(angle - 1) < 0.1
+    # "E‖g̃‖², and with it the predicted norm, keeps growing": measured 0.39 (updates 501-600),
+    # 0.54 (1101-1200); seed 0 of the short start: 0.52, 0.89
+    assert r.g_tilde_sq[-100:].mean() > 1.2 * r.g_tilde_sq[500:600].mean()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -171,6 +203,8 @@ def test_init_gradient_norms():
     # float64; measured ratios 1.2e-19, 7.0e3 (6.9e3-7.1e3 across kernel sets: chaotic), 0.49, 1.9
     assert ratio["plain"] < 1e-15  # vanishing
     assert 1e3 < ratio["plain + BN"] < 1e5  # exploding: "three to four orders of magnitude"
+    per_layer = ratio["plain + BN"] ** (1 / (norm.DEPTH - 1))  # measured 1.20
+    assert 1.15 < per_layer < 1.25  # "about a factor 1.2 per layer"
     assert grads["plain"][0] < 1e-19  # "about 1e-21"
     for arch in ("residual", "residual + BN"):
         assert 0.1 < ratio[arch] < 10  # flat: the same order of magnitude
@@ -180,23 +214,29 @@ def test_init_gradient_norms():
 
 
 def test_depth_training_stored():
-    """The notebook's tuned comparison (20 s), read from its stored output (float64: the medians
-    of the runs that train agree to 5 digits under the default, avx2 and native kernel sets;
-    those that diverge are chaotic and print as "≥ 2.2")."""
+    """The notebook's tuned comparison (20 s), read from its stored output (float64: the printed
+    medians agree under the default, avx2 and native kernel sets, single runs do not (residual
+    + BN moves by ~0.02); those that diverge are chaotic and print as "≥ 2.2")."""
     text = stored_text(CH, "depth |= norm.depth_training(")
     assert "plain + BN: no ε of the grid gets below 2.2" in text
-    assert ("residual: best ε (within 0.05 of the least median): 0.003; "
-            "least median inside the grid: True") in text
-    assert ("residual + BN: best ε (within 0.05 of the least median): 0.01; "
-            "least median inside the grid: True") in text
+    # tie rule: median − best median ≤ the best ε's range over its 3 seeds (residual: 0.108,
+    # residual + BN: 0.151); residual's 0.001 misses it by 0.017 but loses on every seed
+    # single residual + BN runs move by ~0.02 between kernel sets (its ε = 0.01 seed range:
+    # 0.15 native and avx2, 0.17 default): ranges and seed-by-seed wins there are not printed
+    assert ("residual: least median at ε = 0.003; tied with it: 0.003; "
+            "all tied ε inside the grid: True") in text
+    assert ("residual + BN: least median at ε = 0.01; tied with it: 0.003, 0.01, 0.03; "
+            "all tied ε inside the grid: False") in text
+    assert "residual: ε = 0.003 beats ε = 0.001 on 3 of 3 seeds" in text
     line = {ln.split("ε=")[0].strip(): ln for ln in text.splitlines() if "ε=" in ln}
     assert line["plain + BN"].count("≥ 2.2") == 3
     res = dict(re.findall(r"(ε=[\d.]+): (≥ 2.2|[\d.]+)", line["residual"]))
     res_bn = dict(re.findall(r"(ε=[\d.]+): (≥ 2.2|[\d.]+)", line["residual + BN"]))
-    # medians over 3 seeds: residual 2.02 at ε = 0.003, residual + BN 1.56 at ε = 0.01
-    assert float(res_bn["ε=0.01"]) < float(res["ε=0.003"]) - 0.3
-    assert res["ε=0.01"] == "≥ 2.2"
-    assert float(res_bn["ε=0.03"]) - float(res_bn["ε=0.01"]) > norm.NEAR_BEST
+    # medians over 3 seeds: residual 2.02 at ε = 0.003; residual + BN 1.67, 1.56, 1.64 at
+    # 0.003, 0.01, 0.03: "a lower cost than the residual network's best at each of" them
+    res_bn_worst = max(float(res_bn[k]) for k in ("ε=0.003", "ε=0.01", "ε=0.03"))
+    assert res_bn_worst < float(res["ε=0.003"]) - 0.3
+    assert res["ε=0.01"] == "≥ 2.2" and res_bn["ε=0.1"] == "≥ 2.2"
 
 
 def test_gradient_flow_widget_draws_quickly():

@@ -6,8 +6,9 @@ r"""Normalization and skip connections: chapter 18.
                                     updated) and eval mode (running statistics)
 ``layer_norm``                      layer normalization from its equations (Ba et al., 2016)
 ``weight_norm_weight``              w = g v / ‖v‖ per output unit (Salimans & Kingma, 2016)
-``bn_mismatch``                     train-mode vs eval-mode BN outputs on MNIST-1D, per batch
-                                    size B (medians over seeds)
+``bn_mismatch``                     train-mode BN outputs vs those with the exact training-set
+                                    statistics, on MNIST-1D, per batch size B (medians over
+                                    seeds); ``bn_mismatch_predicted`` its first-order theory
 ``batch_dependence``                how much one example's output moves when the rest of its
                                     batch is replaced: BN, LN, weight norm
 ``scale_invariance``                L(cW) = L(W), ⟨∇L, W⟩ = 0, c‖∇L(cW)‖ = ‖∇L(W)‖ for a
@@ -59,13 +60,12 @@ DEPTH_LRS = {  # each architecture's grid of ε (SGD, α = 0.9); the best must b
     "plain": (0.003, 0.01, 0.03),
     "plain + BN": (0.001, 0.003, 0.01),
     "residual": (0.001, 0.003, 0.01),
-    "residual + BN": (0.003, 0.01, 0.03),
+    "residual + BN": (0.003, 0.01, 0.03, 0.1),
 }
 DEPTH_SEEDS = (0, 1, 2)
 DEPTH_STEPS, DEPTH_BATCH, DEPTH_MOMENTUM = 40, 128, 0.9
 TRAINED_ARCHS = ("plain + BN", "residual", "residual + BN")  # "plain": its θ₀ gradients suffice
 EVAL_EXAMPLES = 1000  # the cost after training is measured on the first 1000 training examples
-NEAR_BEST = 0.05  # ε whose median is this close to the best's count as tied with it
 TRAINS_BELOW = 2.2  # a best median cost above this (chance is ln 10 ≈ 2.30): "does not train"
 GRAD_SEEDS = (0, 1, 2)
 GRAD_EXAMPLES = 512
@@ -172,6 +172,22 @@ def bn_mismatch(batch_sizes=MISMATCH_BATCH_SIZES, seeds=MISMATCH_SEEDS) -> dict:
     return out
 
 
+def bn_mismatch_predicted(batch_sizes=MISMATCH_BATCH_SIZES) -> dict:
+    """√B · RMS(train − eval) predicted to first order in the batch statistics' errors.
+
+    Per feature, in units of the population's standard deviation σ, with a = (x̄_B − μ)/σ and
+    s = √var_B / σ, one example's difference is (z − a)/s − z; its mean square over the batch is
+    exactly (1 − s)² + a².  Drawing the batch without replacement from the m training inputs,
+    E a² = (1/B)(m − B)/(m − 1), and E(1 − s)² ≈ Var(s²)/4 ≈ (kurt − 1)/(4B) (kurt the feature's
+    kurtosis, 3 for a Gaussian; the same finite-population factor applied).  So
+    B · MS ≈ (1 + (kurt − 1)/4)(m − B)/(m − 1), averaged over the features: {B: √ of that}."""
+    x = _features()
+    z = (x - x.mean(0)) / x.std(0, unbiased=False)
+    per_feature = float((1 + ((z ** 4).mean(0) - 1) / 4).mean())
+    m = len(x)
+    return {b: math.sqrt(per_feature * (m - b) / (m - 1)) for b in batch_sizes}
+
+
 def batch_dependence(batch_size: int = 8, seed: int = 0) -> dict:
     """Largest change of example 0's output when the other B − 1 examples of its batch are
     replaced by others, for a layer Linear → BN (train mode), Linear → LN and a weight-normed
@@ -255,7 +271,7 @@ def equilibrium_run(scale: float, seed: int, lr: float = EQ_LR, weight_decay: fl
     with torch.no_grad():
         net[0].weight.mul_(scale)
     w = net[0].weight
-    opt = torch.optim.SGD(net.parameters(), lr=lr, weight_decay=weight_decay)
+    params = list(net.parameters())
     gen = torch.Generator().manual_seed(seed)
     norms, angles, gts, losses = [], [], [], []
     perm = torch.randperm(len(x_all), generator=gen)
@@ -266,11 +282,14 @@ def equilibrium_run(scale: float, seed: int, lr: float = EQ_LR, weight_decay: fl
         idx = perm[pos:pos + batch_size]
         pos += batch_size
         loss = F.cross_entropy(net(x_all[idx]), y_all[idx])
-        opt.zero_grad()
+        for p in params:
+            p.grad = None
         loss.backward()
         before = w.detach().clone()
         gts.append(float(w.grad.norm() ** 2 * before.norm() ** 2))
-        opt.step()
+        with torch.no_grad():  # torch.optim.SGD's step (no momentum), the same two operations:
+            for p in params:   # written out, it spares the solutions torch.optim's import (1 s)
+                p.add_(p.grad.add(p, alpha=weight_decay), alpha=-lr)
         after = w.detach()
         cos = float((before * after).sum() / (before.norm() * after.norm()))
         angles.append(math.acos(min(1.0, cos)))
@@ -284,20 +303,30 @@ def equilibrium_run(scale: float, seed: int, lr: float = EQ_LR, weight_decay: fl
 
 
 @shared_result
-def equilibrium_experiment(scales=EQ_SCALES, seeds=EQ_SEEDS) -> dict:
-    """{scale: [EquilibriumRun per seed]} and the summary over the last ``EQ_AVG`` updates:
-    the median over seeds and scales of ‖W‖ / predicted norm, and of the RMS angular step /
-    √(2ελ) (the equilibrium angular step, Li & Arora, 2020)."""
-    runs = {s: [equilibrium_run(s, seed) for seed in seeds] for s in scales}
+def equilibrium_experiment(scales=EQ_SCALES, seeds=EQ_SEEDS, steps: int = EQ_STEPS) -> dict:
+    """{scale: [EquilibriumRun per seed]} and, per start (scale), medians over seeds of: ‖W‖ /
+    predicted norm and the RMS angular step / √(2ελ) (the equilibrium angular step, Li & Arora,
+    2020), both over the last ``EQ_AVG`` updates; the first angular step; the final ‖W‖; and
+    ln(‖W_1‖ / predicted final norm) / (ελ), the number of updates that shrinking by (1 − ελ)
+    per update alone needs to bring ‖W‖ down to the equilibrium (meaningful for a start above it).
+
+    The ratios are reported per start, not pooled: a start below the equilibrium reaches it
+    within a few hundred updates, one far above it only after about the last number of updates,
+    and a median over both kinds of run would describe neither."""
+    runs = {s: [equilibrium_run(s, seed, steps=steps) for seed in seeds] for s in scales}
     tail = slice(-EQ_AVG, None)
-    every = [r for rs in runs.values() for r in rs]
+
+    def per_start(f):
+        return {s: float(np.median([f(r) for r in rs])) for s, rs in runs.items()}
+
     return {"runs": runs,
-            "norm_ratio": float(np.median([np.mean(r.norm[tail] / r.predicted_norm[tail])
-                                           for r in every])),
-            "angle_ratio": float(np.median([np.sqrt(np.mean(r.angle[tail] ** 2)) for r in every])
-                                 / math.sqrt(2 * EQ_LR * EQ_WD)),
-            "first_angle": {s: float(np.median([r.angle[0] for r in rs])) for s, rs in runs.items()},
-            "final_norm": {s: float(np.median([r.norm[-1] for r in rs])) for s, rs in runs.items()}}
+            "norm_ratio": per_start(lambda r: np.mean(r.norm[tail] / r.predicted_norm[tail])),
+            "angle_ratio": per_start(lambda r: np.sqrt(np.mean(r.angle[tail] ** 2))
+                                     / math.sqrt(2 * EQ_LR * EQ_WD)),
+            "first_angle": per_start(lambda r: r.angle[0]),
+            "final_norm": per_start(lambda r: r.norm[-1]),
+            "shrink_updates": per_start(lambda r: math.log(r.norm[0] / r.predicted_norm[-1])
+                                        / (EQ_LR * EQ_WD))}
 
 
 # ---- 18.4: depth, skips and normalization
@@ -347,22 +376,25 @@ def train_deep(arch: str, lr: float, seed: int, steps: int = DEPTH_STEPS) -> flo
 
 
 @shared_result
-def depth_training(archs=TRAINED_ARCHS, seeds=DEPTH_SEEDS) -> dict:
-    """Each architecture on its grid ``DEPTH_LRS``: {arch: {"losses": {ε: [per seed]},
-    "medians": {ε: median}, "best_lr": ε with the least median, "best": that median,
-    "best_inside": whether the best ε is not at the grid's edge, "trains": whether the best
-    median is below ``TRAINS_BELOW``, "near_best": the ε whose medians are within ``NEAR_BEST``
-    of the best (a tie within the seeds' scatter)}}."""
+def depth_training(archs=TRAINED_ARCHS, seeds=DEPTH_SEEDS, steps: int = DEPTH_STEPS) -> dict:
+    """Each architecture on its grid ``DEPTH_LRS``, ``steps`` updates per run: {arch:
+    {"losses": {ε: [per seed]}, "medians": {ε: median}, "best_lr": ε with the least median,
+    "best": that median, "scatter": max − min over the seeds at the best ε, "near_best": the ε
+    whose medians exceed the best by at most that scatter (tied with it: the seeds could
+    reorder them), "best_inside": whether no tied ε is at the grid's edge, "trains": whether the
+    best median is below ``TRAINS_BELOW``}}."""
     out = {}
     for arch in archs:
         grid = DEPTH_LRS[arch]
-        losses = {lr: [train_deep(arch, lr, s) for s in seeds] for lr in grid}
+        losses = {lr: [train_deep(arch, lr, s, steps) for s in seeds] for lr in grid}
         medians = {lr: float(np.median(v)) for lr, v in losses.items()}
         best = min(grid, key=lambda lr: medians[lr])
+        scatter = float(np.ptp(losses[best]))
+        near = [lr for lr in grid if medians[lr] - medians[best] <= scatter]
         out[arch] = {"losses": losses, "medians": medians, "best_lr": best,
-                     "best": medians[best], "best_inside": best not in (grid[0], grid[-1]),
-                     "trains": medians[best] < TRAINS_BELOW,
-                     "near_best": [lr for lr in grid if medians[lr] <= medians[best] + NEAR_BEST]}
+                     "best": medians[best], "scatter": scatter, "near_best": near,
+                     "best_inside": grid[0] not in near and grid[-1] not in near,
+                     "trains": medians[best] < TRAINS_BELOW}
     return out
 
 
