@@ -202,10 +202,21 @@ def interpolation_path(model_a: nn.Module, model_b: nn.Module, X: torch.Tensor,
                              for a in alphas])
 
 
-def loss_barrier(path_losses) -> float:
-    """max_a J(θ(a)) − ½ (J(θ_A) + J(θ_B)): how far the straight path climbs above its ends."""
+def loss_barrier(path_losses, alphas=None) -> float:
+    """How far the straight path climbs above its ends.
+
+    Without ``alphas``: max_a J(θ(a)) − ½ (J(θ_A) + J(θ_B)), the definition of Frankle et al.
+    (2020).  With ``alphas`` (the a of each entry): max_a [J(θ(a)) − ((1 − a) J(θ_A) + a J(θ_B))],
+    the height above the chord between the ends, the definition of Entezari et al. (2022) and
+    Ainsworth et al. (2023).  The two agree when J(θ_A) = J(θ_B) and differ by at most
+    ½ |J(θ_A) − J(θ_B)| otherwise."""
     J = np.asarray(path_losses, dtype=float)
-    return float(J.max() - 0.5 * (J[0] + J[-1]))
+    if alphas is None:
+        return float(J.max() - 0.5 * (J[0] + J[-1]))
+    a = np.asarray(alphas, dtype=float)
+    if a.shape != J.shape:
+        raise ValueError(f"Invalid alphas: shape {a.shape} (expected {J.shape})")
+    return float(np.max(J - ((1 - a) * J[0] + a * J[-1])))
 
 
 def _linears(model: nn.Module) -> list[nn.Linear]:
@@ -292,11 +303,15 @@ class Connectivity(NamedTuple):
     end_loss: np.ndarray            # (S,) mean training loss of the ends (different inits)
     test_error: np.ndarray          # (S,) test error of the seed's first network
 
-    def barriers(self) -> dict:
-        """'different', 'aligned': (S,) barriers; 'children': (S, K)."""
-        return {"different": np.array([loss_barrier(p) for p in self.different]),
-                "aligned": np.array([loss_barrier(p) for p in self.aligned]),
-                "children": np.array([[loss_barrier(p) for p in row] for row in self.children])}
+    def barriers(self, chord: bool = False) -> dict:
+        """'different', 'aligned': (S,) barriers; 'children': (S, K).  ``chord``: above the
+        chord between the ends (Entezari et al., 2022), else above their mean (Frankle et al.,
+        2020); see :func:`loss_barrier`."""
+        al = self.alphas if chord else None
+        return {"different": np.array([loss_barrier(p, al) for p in self.different]),
+                "aligned": np.array([loss_barrier(p, al) for p in self.aligned]),
+                "children": np.array([[loss_barrier(p, al) for p in row]
+                                      for row in self.children])}
 
 
 @shared_result
@@ -444,6 +459,17 @@ def _load_weights(model, source):
         m.bias.copy_(src.bias)
 
 
+def random_reinit_with_mask(pruned: nn.Module, seed: int) -> nn.Module:
+    """The lottery control: a fresh network of the same architecture (θ₀ from ``seed``) with
+    ``pruned``'s masks applied (``torch.nn.utils.prune.custom_from_mask``)."""
+    lin = _linears(pruned)
+    ctrl = mlp(lin[0].in_features, tuple(m.out_features for m in lin[:-1]), lin[-1].out_features,
+               generator=torch.Generator().manual_seed(seed))
+    for m, mt in zip(_linears(ctrl), _linears(pruned)):
+        prune.custom_from_mask(m, "weight", mt.weight_mask.clone())
+    return ctrl
+
+
 @shared_result
 def lottery_tickets(seeds: Sequence[int] = LOTTERY["seeds"],
                     sparsities: Sequence[float] = LOTTERY["sparsities"]) -> Lottery:
@@ -464,9 +490,7 @@ def lottery_tickets(seeds: Sequence[int] = LOTTERY["seeds"],
                 _load_weights(net, early)  # rewind the survivors to θ₁ (the mask stays)
                 _train_more(net, None, E - 1, s + 1)
                 row_t.append(evaluate_loss(net, *data.test)[1])
-                ctrl = _net(cfg["hidden"], s + 500)
-                for m, mt in zip(_linears(ctrl), _linears(net)):
-                    prune.custom_from_mask(m, "weight", mt.weight_mask)
+                ctrl = random_reinit_with_mask(net, s + 500)
                 _train_more(ctrl, None, E, s)
                 row_r.append(evaluate_loss(ctrl, *data.test)[1])
             ticket.append(row_t)
@@ -549,6 +573,11 @@ class Laziness(NamedTuple):
         """The slope of log(median) against log(width): −½ for the NTK theory's n^(−1/2)."""
         med = np.median(getattr(self, what), axis=1)
         return float(np.polyfit(np.log(self.widths), np.log(med), 1)[0])
+
+    def local_slopes(self, what: str = "weight_change") -> np.ndarray:
+        """(W − 1,) the slopes of log(median) against log(width) between neighbouring widths."""
+        med = np.median(getattr(self, what), axis=1)
+        return np.diff(np.log(med)) / np.diff(np.log(self.widths))
 
 
 @shared_result
