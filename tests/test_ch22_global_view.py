@@ -267,7 +267,11 @@ def test_slice_numbers():
     assert J_train.min() == J_train[c, c] and J_test.min() == J_test[c, c]
     assert J_train.max() > 4  # measured 4.9 at the corners
     text = stored_text(CH, "gv.filter_normalized_slice()")
-    assert stored_numbers(text, "training loss at θ*:")[0] == pytest.approx(J_train[c, c], abs=0.005)
+    # one decimal: the losses (measured 0.9342, 1.2060) move by ~0.001 across kernel sets, and
+    # two decimals would sit within 0.001 of a rounding edge
+    assert stored_numbers(text, "training loss at θ*:")[0] == pytest.approx(J_train[c, c], abs=0.05)
+    assert stored_numbers(text, "test loss at θ*:")[0] == pytest.approx(J_test[c, c], abs=0.05)
+    assert abs(J_train[c, c] - 0.95) > 0.01 and abs(J_test[c, c] - 1.25) > 0.01
 
 
 def test_exercise_3_measurement():
