@@ -37,6 +37,29 @@ def test_loss_barrier_definition():
     assert gv.loss_barrier([0.2, 0.1, 0.2]) == pytest.approx(0.0)  # convex path: no barrier
 
 
+def test_chord_barrier_definition():
+    # Entezari et al. (2022): the height above the chord between the ends
+    J, al = [0.0, 1.5, 2.0], [0.0, 0.5, 1.0]
+    assert gv.loss_barrier(J, al) == pytest.approx(0.5)  # 1.5 − (0 + 2)/2 at a = 0.5
+    assert gv.loss_barrier(J) == pytest.approx(1.0)  # max 2.0 − mean of the ends 1.0
+    assert gv.loss_barrier([1.0, 3.0, 1.0], [0, 0.5, 1]) == gv.loss_barrier([1.0, 3.0, 1.0])
+    with pytest.raises(ValueError):
+        gv.loss_barrier(J, [0.0, 1.0])
+
+
+def test_random_reinit_control_keeps_the_mask_and_draws_a_new_start():
+    net = tiny(0, hidden=(20, 20))
+    gv.prune_globally(net, 0.8)
+    ctrl = gv.random_reinit_with_mask(net, seed=7)
+    X = tiny_data()[0]
+    ctrl(X)  # a forward pass applies the mask
+    fresh = tiny(7, hidden=(20, 20))
+    for m, c, f in zip(gv._linears(net), gv._linears(ctrl), gv._linears(fresh)):
+        assert torch.equal(c.weight_mask, m.weight_mask)
+        torch.testing.assert_close(c.weight, f.weight * m.weight_mask)  # θ₀ from seed 7, masked
+    assert gv.sparsity(ctrl) == pytest.approx(gv.sparsity(net))
+
+
 def test_interpolation_path_ends_and_self_path():
     a, b = tiny(0), tiny(1)
     X, y = tiny_data()
@@ -180,8 +203,16 @@ def test_mode_connectivity_numbers():
     text = stored_text(CH, "gv.mode_connectivity()")
     assert stored_numbers(text, "different inits:")[0] == 1.1
     assert stored_numbers(text, "after weight matching:")[0] == 0.1
+    assert stored_numbers(text, "above the chord")[-2:] == [1.1, 0.1]
     conn = gv.mode_connectivity()
     b = conn.barriers()
+    chord = conn.barriers(chord=True)
+    # the ends' losses differ by at most 0.05 (measured 0.002, 0.050, 0.053), so the two
+    # definitions differ by at most half of that (loss_barrier's docstring)
+    gap = np.abs(conn.different[:, 0] - conn.different[:, -1])
+    assert np.all(gap < 0.055)
+    for k in ("different", "aligned"):
+        assert np.all(np.abs(chord[k] - b[k]) <= gap / 2 + 1e-12)
     # measured (3 seeds): different 1.05-1.14, aligned 0.11-0.125, siblings 0.005-0.043
     assert np.all(b["different"] > conn.end_loss)  # climbs more than the loss at its ends
     peak = np.median(conn.different, 0).max()
@@ -204,7 +235,9 @@ def test_lottery_numbers():
     gaps = 100 * (np.median(lot.random, 0) - np.median(lot.ticket, 0))
     for p, gap in zip((50, 80, 95), gaps):
         line = stored_numbers(text, f"{p} %")
-        assert line[0] == 3 and line[-1] == round(gap), (p, line)
+        assert line[0] == 3 and line[-1] == 5 * round(gap / 5), (p, line)
+        assert abs(gap - 5 * round(gap / 5)) < 2.5 - 0.5, gap  # ≥ 0.5 points (4 test signals)
+        # from a rounding edge (measured 8.1, 15.9, 18.9: 0.6, 1.6, 1.4 points from one)
     # measured (3 seeds, native/avx2/default kernels): dense 0.476-0.506, ticket 0.44-0.48 at
     # 50 and 80 %, 0.50-0.54 at 95 %; random 0.54-0.74; gaps 8.1, 15.9, 18.8-18.9 points
     assert np.all(lot.ticket < lot.random)  # every sparsity, every seed
@@ -222,6 +255,10 @@ def test_lazy_training_numbers():
     assert kc[0] > 1 and kc[-1] < 0.15  # learned kernel at width 32, nearly fixed at 2048
     assert np.all(np.diff(np.median(lazy.weight_change, 1)) < 0)
     assert lazy.train_loss.max() < 0.6 and lazy.train_loss.min() > 0.2  # similar fits (0.3-0.4)
+    # the prose: the kernel's slope between neighbouring widths is −0.75, −0.80, −0.81 (measured
+    # −0.753, −0.802, −0.810): steady, between the bound's −½ and the smooth-activation −1
+    np.testing.assert_allclose(lazy.local_slopes("kernel_change"), [-0.75, -0.80, -0.81], atol=0.01)
+    np.testing.assert_allclose(lazy.local_slopes(), -0.5, atol=0.02)  # measured −0.49 … −0.50
 
 
 def test_slice_numbers():
@@ -230,7 +267,11 @@ def test_slice_numbers():
     assert J_train.min() == J_train[c, c] and J_test.min() == J_test[c, c]
     assert J_train.max() > 4  # measured 4.9 at the corners
     text = stored_text(CH, "gv.filter_normalized_slice()")
-    assert stored_numbers(text, "training loss at θ*:")[0] == pytest.approx(J_train[c, c], abs=0.005)
+    # one decimal: the losses (measured 0.9342, 1.2060) move by ~0.001 across kernel sets, and
+    # two decimals would sit within 0.001 of a rounding edge
+    assert stored_numbers(text, "training loss at θ*:")[0] == pytest.approx(J_train[c, c], abs=0.05)
+    assert stored_numbers(text, "test loss at θ*:")[0] == pytest.approx(J_test[c, c], abs=0.05)
+    assert abs(J_train[c, c] - 0.95) > 0.01 and abs(J_test[c, c] - 1.25) > 0.01
 
 
 def test_exercise_3_measurement():
@@ -239,3 +280,46 @@ def test_exercise_3_measurement():
     assert f"{lazy.weight_change[0, 0]:.2g}" == "0.082"  # measured 0.0823 (native, avx2, default)
     assert f"{lazy.kernel_change[0, 0]:.1g}" == "0.06"   # measured 0.0559
     assert lazy.kernel_change[0, 0] < 0.09  # below the width-2048 median
+
+
+# ---------------------------------------------------------------------------------------------
+# 22.6 SVRG against SGD
+
+def test_svrg_stays_at_the_minimum_where_sgd_does_not():
+    """At θ̂ with snapshot θ̂ the SVRG estimate ∇f_i(θ̂) − ∇f_i(θ̂) + ∇J(θ̂) is exactly 0: no
+    variance at the minimum, the reason for its linear convergence; SGD's ∇f_i(θ̂) is not 0."""
+    p = gv._svrg_problem(0)
+    sgd, svrg = gv.sgd_vs_svrg_run(p, 0.01, passes=2, theta0=p.theta_hat)
+    assert np.all(svrg < 1e-20) and np.all(sgd[1:] > 1e-6)
+
+
+def test_svrg_counts_gradients():
+    p = gv._svrg_problem(1)
+    sgd, svrg = gv.sgd_vs_svrg_run(p, 0.01, passes=7)
+    assert sgd.shape == svrg.shape == (8,)  # one record per pass's worth of m gradients
+    assert svrg[1] == svrg[0]  # the first m gradients are the snapshot's full gradient
+
+
+def test_variance_reduction_numbers():
+    vr = gv.variance_reduction()
+    sgd, svrg = vr.final("sgd"), vr.final("svrg")
+    text = stored_text(CH, "gv.variance_reduction()")
+    for k, f in enumerate(vr.lr_factors):
+        line = stored_numbers(text, f"{f:g} / L_max")
+        assert line == [float(f"{sgd[k]:.0e}"), float(f"{svrg[k]:.0e}")], line
+    # measured (medians of 3 problems, 30 passes): SGD 0.0018, 0.0041, 0.0097, 0.024;
+    # SVRG 0.0047, 1.3e-5, 3.4e-8, 6.4e-7 (deterministic NumPy float64)
+    assert np.all(np.diff(sgd) > 0)  # SGD's floor rises with ε ...
+    assert 1.5e-3 < sgd[0] < 2.5e-3 and 1.5e-2 < sgd[-1] < 2.5e-2  # "about 2e-3 ... 2e-2"
+    assert svrg[0] > sgd[0]  # the smallest ε has not passed SGD yet
+    assert 100 < sgd.min() / svrg[1:].max() and sgd.min() / svrg[1:].min() < 1e5
+    assert np.all(svrg[1:] < 1e-2 * sgd.min())  # SVRG beats every SGD run by 100×, ε ≥ 0.1/L
+    rates = [vr.rate(k) for k in range(len(vr.lr_factors))]
+    assert 0 < np.argmin(rates) < len(rates) - 1  # the fastest ε is inside the grid
+    assert min(rates) < 0.6  # linear: a factor ≥ 1.7 per pass (measured 0.51)
+    # SGD does not keep improving: over its second half it fluctuates within a factor < 6
+    # (measured 2.6-4.7) instead of falling, a floor
+    for k in range(len(vr.lr_factors)):
+        J = np.median(vr.sgd[k], 0)
+        half = J[len(J) // 2:]
+        assert half.max() < 6 * half.min() and half[-1] > 0.2 * half[0]

@@ -25,10 +25,12 @@ chapter measures properties of the *whole* set of solutions that training finds,
 ``empirical_ntk``                   K(x, x') = ⟨∂f₀(x)/∂θ, ∂f₀(x')/∂θ⟩ on a probe set
 ``filter_normalized_direction``     a random direction scaled row by row to θ (Li et al., 2018)
 ``loss_surface``                    J on a 2-D plane through θ spanned by two such directions
+``sgd_vs_svrg_run``,                SGD against SVRG (Johnson & Zhang, 2013) with a constant ε
+``variance_reduction``              on a strongly convex least-squares finite sum
 ==================================  ===========================================================
 
 The chapter's settings are module constants (``DATA``, ``WIDTH_SWEEP``, ``LMC``, ``LOTTERY``,
-``NTK``, ``SLICE``), so ``chapters/22_the_global_view.ipynb`` and
+``NTK``, ``SLICE``, ``SVRG``), so ``chapters/22_the_global_view.ipynb`` and
 ``tests/test_ch22_global_view.py`` run the same experiments.
 
 References: Zhang, Bengio, Hardt, Recht & Vinyals (2017), *Understanding deep learning requires
@@ -41,7 +43,8 @@ Hayase & Srinivasa (2023), *Git Re-Basin*, ICLR; Jacot, Gabriel & Hongler (2018)
 tangent kernel*, NeurIPS; Lee et al. (2019), *Wide neural networks of any depth evolve as linear
 models under gradient descent*, NeurIPS; Chizat, Oyallon & Bach (2019), *On lazy training in
 differentiable programming*, NeurIPS; Li, Xu, Taylor, Studer & Goldstein (2018), *Visualizing
-the loss landscape of neural nets*, NeurIPS.
+the loss landscape of neural nets*, NeurIPS; Johnson & Zhang (2013), *Accelerating stochastic
+gradient descent using predictive variance reduction*, NeurIPS.
 """
 from __future__ import annotations
 
@@ -202,10 +205,21 @@ def interpolation_path(model_a: nn.Module, model_b: nn.Module, X: torch.Tensor,
                              for a in alphas])
 
 
-def loss_barrier(path_losses) -> float:
-    """max_a J(θ(a)) − ½ (J(θ_A) + J(θ_B)): how far the straight path climbs above its ends."""
+def loss_barrier(path_losses, alphas=None) -> float:
+    """How far the straight path climbs above its ends.
+
+    Without ``alphas``: max_a J(θ(a)) − ½ (J(θ_A) + J(θ_B)), the definition of Frankle et al.
+    (2020).  With ``alphas`` (the a of each entry): max_a [J(θ(a)) − ((1 − a) J(θ_A) + a J(θ_B))],
+    the height above the chord between the ends, the definition of Entezari et al. (2022) and
+    Ainsworth et al. (2023).  The two agree when J(θ_A) = J(θ_B) and differ by at most
+    ½ |J(θ_A) − J(θ_B)| otherwise."""
     J = np.asarray(path_losses, dtype=float)
-    return float(J.max() - 0.5 * (J[0] + J[-1]))
+    if alphas is None:
+        return float(J.max() - 0.5 * (J[0] + J[-1]))
+    a = np.asarray(alphas, dtype=float)
+    if a.shape != J.shape:
+        raise ValueError(f"Invalid alphas: shape {a.shape} (expected {J.shape})")
+    return float(np.max(J - ((1 - a) * J[0] + a * J[-1])))
 
 
 def _linears(model: nn.Module) -> list[nn.Linear]:
@@ -292,11 +306,15 @@ class Connectivity(NamedTuple):
     end_loss: np.ndarray            # (S,) mean training loss of the ends (different inits)
     test_error: np.ndarray          # (S,) test error of the seed's first network
 
-    def barriers(self) -> dict:
-        """'different', 'aligned': (S,) barriers; 'children': (S, K)."""
-        return {"different": np.array([loss_barrier(p) for p in self.different]),
-                "aligned": np.array([loss_barrier(p) for p in self.aligned]),
-                "children": np.array([[loss_barrier(p) for p in row] for row in self.children])}
+    def barriers(self, chord: bool = False) -> dict:
+        """'different', 'aligned': (S,) barriers; 'children': (S, K).  ``chord``: above the
+        chord between the ends (Entezari et al., 2022), else above their mean (Frankle et al.,
+        2020); see :func:`loss_barrier`."""
+        al = self.alphas if chord else None
+        return {"different": np.array([loss_barrier(p, al) for p in self.different]),
+                "aligned": np.array([loss_barrier(p, al) for p in self.aligned]),
+                "children": np.array([[loss_barrier(p, al) for p in row]
+                                      for row in self.children])}
 
 
 @shared_result
@@ -444,6 +462,17 @@ def _load_weights(model, source):
         m.bias.copy_(src.bias)
 
 
+def random_reinit_with_mask(pruned: nn.Module, seed: int) -> nn.Module:
+    """The lottery control: a fresh network of the same architecture (θ₀ from ``seed``) with
+    ``pruned``'s masks applied (``torch.nn.utils.prune.custom_from_mask``)."""
+    lin = _linears(pruned)
+    ctrl = mlp(lin[0].in_features, tuple(m.out_features for m in lin[:-1]), lin[-1].out_features,
+               generator=torch.Generator().manual_seed(seed))
+    for m, mt in zip(_linears(ctrl), _linears(pruned)):
+        prune.custom_from_mask(m, "weight", mt.weight_mask.clone())
+    return ctrl
+
+
 @shared_result
 def lottery_tickets(seeds: Sequence[int] = LOTTERY["seeds"],
                     sparsities: Sequence[float] = LOTTERY["sparsities"]) -> Lottery:
@@ -464,9 +493,7 @@ def lottery_tickets(seeds: Sequence[int] = LOTTERY["seeds"],
                 _load_weights(net, early)  # rewind the survivors to θ₁ (the mask stays)
                 _train_more(net, None, E - 1, s + 1)
                 row_t.append(evaluate_loss(net, *data.test)[1])
-                ctrl = _net(cfg["hidden"], s + 500)
-                for m, mt in zip(_linears(ctrl), _linears(net)):
-                    prune.custom_from_mask(m, "weight", mt.weight_mask)
+                ctrl = random_reinit_with_mask(net, s + 500)
                 _train_more(ctrl, None, E, s)
                 row_r.append(evaluate_loss(ctrl, *data.test)[1])
             ticket.append(row_t)
@@ -549,6 +576,11 @@ class Laziness(NamedTuple):
         """The slope of log(median) against log(width): −½ for the NTK theory's n^(−1/2)."""
         med = np.median(getattr(self, what), axis=1)
         return float(np.polyfit(np.log(self.widths), np.log(med), 1)[0])
+
+    def local_slopes(self, what: str = "weight_change") -> np.ndarray:
+        """(W − 1,) the slopes of log(median) against log(width) between neighbouring widths."""
+        med = np.median(getattr(self, what), axis=1)
+        return np.diff(np.log(med)) / np.diff(np.log(self.widths))
 
 
 @shared_result
@@ -663,4 +695,116 @@ def plot_slice(result, ax=None):
         a.set_ylabel("t (along d₂)")
         a.set_title(f"{name} loss, θ + s d₁ + t d₂")
     plt.colorbar(cs, ax=ax, label="cross-entropy")
+    return ax
+
+
+# ----------------------------------------------------------------------------------------
+# 22.6 Variance reduction: SVRG against SGD on a strongly convex finite sum
+# ----------------------------------------------------------------------------------------
+#: least squares J(θ) = (1/m) Σ (x_iᵀθ − y_i)² with m Gaussian rows x_i ∈ R^d and noisy
+#: targets (so that the individual gradients do not vanish at the minimum); both methods take
+#: single-example steps with the same constant ε = lr_factor / L_max, L_max = max_i 2‖x_i‖²
+#: the largest smoothness constant of the terms; SVRG refreshes its snapshot every
+#: `inner` = 2m steps (Johnson & Zhang, 2013, option I); the budget is counted in gradients of
+#: single terms, `passes` · m of them
+SVRG = dict(m=200, d=10, noise=0.5, lr_factors=(0.05, 0.1, 0.2, 0.4), passes=30, seeds=(0, 1, 2))
+
+
+def _svrg_problem(seed: int):
+    from course_lib.experiments.sgd_theory import LeastSquares
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((SVRG["m"], SVRG["d"]))
+    y = X @ rng.standard_normal(SVRG["d"]) + SVRG["noise"] * rng.standard_normal(SVRG["m"])
+    return LeastSquares(X, y)
+
+
+def sgd_vs_svrg_run(problem, lr, passes: int, seed: int = 0,
+                    theta0=None) -> tuple[np.ndarray, np.ndarray]:
+    r"""(J(θ) − J(θ̂) for SGD, the same for SVRG), each recorded every m single-term gradients
+    (one pass's worth), from θ₀ (default 0), with i drawn uniformly with replacement (NumPy,
+    ``seed``; the same draws for both methods and every ε).  ``lr``: one ε or several (then
+    each result has a leading axis, one row per ε, all run together).
+
+    SGD:  θ ← θ − ε ∇f_i(θ).   SVRG: every 2m steps a snapshot θ̃ and its full gradient
+    μ = ∇J(θ̃) (m gradients), then θ ← θ − ε (∇f_i(θ) − ∇f_i(θ̃) + μ) (2 gradients a step)."""
+    X, y, m = problem.X, problem.y, problem.n
+    lrs = np.atleast_1d(np.asarray(lr, dtype=float))[:, None]  # (L, 1)
+    grad_i = lambda th, i: 2.0 * (th @ X[i] - y[i])[:, None] * X[i]  # (L, d)
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, m, size=passes * m)
+    start = np.zeros(problem.dim) if theta0 is None else np.asarray(theta0, dtype=float)
+    th = np.tile(start, (len(lrs), 1))
+    sgd = [problem.excess(th)]
+    for t, i in enumerate(idx):
+        th = th - lrs * grad_i(th, i)
+        if (t + 1) % m == 0:
+            sgd.append(problem.excess(th))
+    th = np.tile(start, (len(lrs), 1))
+    svrg, used, k, inner = [problem.excess(th)], 0, 0, 2 * m
+    while used < passes * m:
+        snap = th.copy()
+        mu = 2.0 * (snap @ X.T - y) @ X / m  # (L, d)
+        used += m
+        svrg.append(problem.excess(th))
+        for _ in range(inner):
+            if used >= passes * m:
+                break
+            i = idx[k]
+            k += 1
+            th = th - lrs * (grad_i(th, i) - grad_i(snap, i) + mu)
+            used += 2
+            if used % m == 0:
+                svrg.append(problem.excess(th))
+    sgd, svrg = np.stack(sgd, -1), np.stack(svrg[:passes + 1], -1)
+    return (sgd, svrg) if np.ndim(lr) else (sgd[0], svrg[0])
+
+
+class VarianceReduction(NamedTuple):
+    lr_factors: np.ndarray   # (L,) ε · L_max
+    seeds: np.ndarray        # (S,)
+    sgd: np.ndarray          # (L, S, P + 1) excess cost after each pass's worth of gradients
+    svrg: np.ndarray         # (L, S, P + 1)
+
+    def final(self, method: str) -> np.ndarray:
+        """(L,) the median over seeds of the excess cost at the end of the budget."""
+        return np.median(getattr(self, method)[:, :, -1], axis=1)
+
+    def rate(self, lr_index: int) -> float:
+        """SVRG's median contraction factor per pass over the second half of the budget."""
+        J = np.median(self.svrg[lr_index], axis=0)
+        h = len(J) // 2
+        return float((J[-1] / J[h]) ** (1 / (len(J) - 1 - h)))
+
+
+@shared_result
+def variance_reduction(lr_factors=SVRG["lr_factors"], seeds=SVRG["seeds"]) -> VarianceReduction:
+    """SGD and SVRG at each constant ε = factor / L_max, on one problem per seed."""
+    sgd, svrg = [], []
+    for s in seeds:
+        p = _svrg_problem(s)
+        lmax = float(2 * (p.X ** 2).sum(1).max())
+        a, b = sgd_vs_svrg_run(p, np.asarray(lr_factors, dtype=float) / lmax, SVRG["passes"],
+                               seed=s)
+        sgd.append(a)
+        svrg.append(b)
+    sgd, svrg = np.array(sgd).transpose(1, 0, 2), np.array(svrg).transpose(1, 0, 2)
+    return VarianceReduction(np.array(lr_factors), np.array(seeds), sgd, svrg)
+
+
+def plot_variance_reduction(vr: VarianceReduction, ax=None):
+    """Median excess cost against the gradients used (in passes over the m terms), SGD dashed
+    and SVRG solid, one colour per ε."""
+    import matplotlib.pyplot as plt
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6.5, 3.6))
+    x = np.arange(vr.sgd.shape[-1])
+    for k, f in enumerate(vr.lr_factors):
+        ax.semilogy(x, np.median(vr.sgd[k], 0), "--", c=f"C{k}", lw=1.2)
+        ax.semilogy(x, np.median(vr.svrg[k], 0), "-", c=f"C{k}", lw=2, label=f"ε = {f:g} / L_max")
+    ax.plot([], [], "k--", lw=1.2, label="SGD (dashed)")
+    ax.plot([], [], "k-", lw=2, label="SVRG (solid)")
+    ax.set_xlabel("gradients of single terms used / m  (passes)")
+    ax.set_ylabel("J(θ) − J(θ̂)  (median of 3 problems)")
+    ax.legend(fontsize=8, ncol=2)
+    ax.set_title("constant ε: SGD stalls at a noise floor, SVRG converges linearly")
     return ax
