@@ -235,6 +235,9 @@ _NAMES = {
     'natural_gradient_descent': 'course_lib.experiments.natural_gradient',
     'exact_kfac_factors': 'course_lib.experiments.natural_gradient',
     'empirical_vs_true': 'course_lib.experiments.natural_gradient',
+    'random_reinit_with_mask': 'course_lib.experiments.global_view',
+    'variance_reduction': 'course_lib.experiments.global_view',
+    'sgd_vs_svrg_run': 'course_lib.experiments.global_view',
 }
 
 
