@@ -289,3 +289,8 @@ def test_explore_claims():  # the prose next to the interactive figure (closed f
 
 def test_swa_snapshot_count():  # "seven snapshots (epochs 6 to 12)"
     assert len(range(rg.AVG_SWA_START, rg.AVG_EPOCHS + 1)) == 7
+
+
+def test_averaging_breaks_down_at_lr_4(splits):  # "at ε = 4 every run breaks down" (0.3 s)
+    r = rg.averaging_network(splits, 4.0)
+    assert np.isinf(r["last"][:, -1]).all() and np.isinf(r["ema"][:, -1]).all()
