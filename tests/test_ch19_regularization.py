@@ -71,18 +71,19 @@ def test_network_sgd_l2_vs_sgdw(splits):  # the notebook's first cell of 19.1 (0
 
 def test_decay_grid_claims():
     text = stored_text(CH, "rg.decay_grid(")
-    best, middle = {}, {}
-    for method in rg.WD_LAMBDAS:
-        lr, lam, a, b, c1, c2 = stored_numbers(text, f"{method:9s}: best eps =")
-        best[method], middle[method] = (lr, lam), (c1, c2)
-    assert text.count("(at the grid's edge: False)") == 2  # each best inside its grid
-    assert best == {"Adam + L2": (0.01, 0.001), "AdamW": (0.03, 0.3)}
-    # the same best λ at ε = 0.01 and 0.03, for both (margins to the next λ: 0.02 to 0.06 in the
-    # medians, against a spread of about 0.01 between kernel sets)
-    assert middle == {"Adam + L2": (0.001, 0.001), "AdamW": (0.3, 0.3)}
-    # the gap between the best medians (0.004) is below either method's spread over batch orders
+    # Only what held for batch orders (0, 1, 2), (3, 4, 5) and (6, 7, 8) alike (the reviewer's
+    # runs): the best cell itself is a near tie (runner-up within 0.01) and is not printed.
+    assert "Adam + L2: best cell inside the grid: True; best lambda at eps = 0.03: 0.001, at eps = 0.01: 0.001" in text
+    assert "AdamW    : best cell inside the grid: True; best lambda at eps = 0.03: 0.3" in text
+    assert "the medians for lambda = 0.1 and 0.3 differ by less than the spread over batch orders: True" in text
+    # the gap between the best medians is below either method's spread over batch orders
     assert "differ by less than either method's spread over batch orders: True" in text
-    assert best["AdamW"][1] / best["Adam + L2"][1] == pytest.approx(300)
+    assert 0.3 / 0.001 == pytest.approx(300)  # "at ε = 0.03 ... 300 times smaller"
+
+
+def test_decay_grid_shapes():
+    assert len(rg.WD_LRS["Adam + L2"]) == 3 and len(rg.WD_LAMBDAS["AdamW"]) == 3
+    assert rg.WD_LRS["Adam + L2"][1:] == (1e-2, 3e-2) == rg.WD_LRS["AdamW"][1:3]  # rows 1, 2 of both
 
 
 # ---------------------------------------------------------------------------------------------
@@ -91,14 +92,14 @@ def test_decay_grid_claims():
 def test_dropout_noise_claims():
     text = stored_text(CH, "rg.dropout_gradient_noise(")
     bias, mc = stored_numbers(text, "|g_drop - g| / |g| =")
-    assert bias > 4 * mc  # "five times the Monte-Carlo error" (0.22 vs 0.04)
+    assert bias > 4 * mc  # "five times the Monte-Carlo error" (0.22 vs 0.04; 0.223-0.226 over 5 seeds)
     assert 0.15 <= bias <= 0.3  # "about a fifth"
     alone, both, masks = stored_numbers(text, "B = 128:")
-    assert both == pytest.approx(alone + masks, rel=0.1)  # independent sources add (0.54 vs 0.52)
+    assert both == pytest.approx(alone + masks, rel=0.05)  # independent sources add (0.535 vs 0.532)
     factor, = stored_numbers(text, "multiplies the gradient noise by")
     assert factor == pytest.approx(both / alone, abs=0.1)
-    assert 1.4 <= factor <= 1.8
-    assert 128 / factor == pytest.approx(80, abs=5)  # "as shrinking the batch from 128 to 80"
+    assert factor == 1.5  # 1.495 to 1.527 over seeds 0-3 of masks and minibatches (512 draws)
+    assert 128 / factor == pytest.approx(85, abs=3)  # "from 128 to about 85"
 
 
 def test_dropout_training_claims():
@@ -178,20 +179,33 @@ def test_predicted_floor_matches_chapter_8():
     assert rg.predicted_floor(rg.QUAD_LR, rho=1e-12) == pytest.approx(direct, rel=1e-9)
 
 
-def test_noisy_quadratic_prediction_vs_measurement():  # the notebook's cell (0.1 s)
+def test_noisy_quadratic_prediction_vs_measurement():  # the notebook's cell (0.5 s)
     text = stored_text(CH, "rg.noisy_quadratic()")
     quad = rg.noisy_quadratic()
-    pred_last, meas_last = stored_numbers(text, "last iterate    :")
-    pred_ema, meas_ema = stored_numbers(text, "EMA, rho = 0.99 :")
+    pred_last, meas_last, _ = stored_numbers(text, "last iterate    :")
+    pred_ema, meas_ema, _ = stored_numbers(text, "EMA, rho = 0.99 :")
+    assert text.count("(within 3 standard errors: True)") == 2
     assert pred_last == float(f"{rg.predicted_floor(rg.QUAD_LR):.2g}")
     assert meas_last == float(f"{quad['last_floor']:.2g}")
     assert pred_ema == float(f"{rg.predicted_floor(rg.QUAD_LR, rg.QUAD_RHO):.2g}")
     assert meas_ema == float(f"{quad['ema_floor']:.2g}")
-    # "agree to the two digits printed"; measured relative gaps: 0.1 % and 3 %
-    assert quad["last_floor"] == pytest.approx(rg.predicted_floor(rg.QUAD_LR), rel=0.05)
-    assert quad["ema_floor"] == pytest.approx(rg.predicted_floor(rg.QUAD_LR, rg.QUAD_RHO), rel=0.08)
+    # over seeds 0-5 (1000 chains) the measurement was within 1.9 standard errors of the prediction;
+    # with 400 chains the errors are about 1.6 times larger
+    # the standard errors are 0.14 % (iterate) and 0.7 % (EMA) of the floor
+    for key, rho in (("last", 0.0), ("ema", rg.QUAD_RHO)):
+        gap = abs(quad[f"{key}_floor"] - rg.predicted_floor(rg.QUAD_LR, rho))
+        assert gap < 3 * quad[f"{key}_se"]
+        assert quad[f"{key}_se"] < 0.015 * quad[f"{key}_floor"]  # 0.2 % and 1.1 % (400 chains)
     assert 10 < quad["last_floor"] / quad["ema_floor"] < 20  # "about fifteen-fold"
     assert quad["polyak_end"] < quad["ema_floor"] / 3  # the uniform average does better still
+
+
+def test_noisy_quadratic_standard_error_is_calibrated():  # 6 seeds of 200 chains (0.8 s)
+    z = []
+    for seed in range(6):
+        q = rg.noisy_quadratic(chains=200, seed=seed)
+        z.append((q["ema_floor"] - rg.predicted_floor(rg.QUAD_LR, rg.QUAD_RHO)) / q["ema_se"])
+    assert 0.3 < np.std(z) < 2.0 and abs(np.mean(z)) < 2  # measured: std 1.0, mean -0.6
 
 
 def test_noisy_quadratic_figure_is_fast():
@@ -207,17 +221,19 @@ def test_noisy_quadratic_figure_is_fast():
 
 def test_averaging_network_claims(splits):
     text = stored_text(CH, "rg.averaging_sweep(")
-    for kind, lr in (("last", 0.5), ("ema", 2), ("swa", 2)):  # four times the last iterate's ε
+    for kind, lr in (("last", 0.5), ("ema", 2), ("swa", 2)):  # also for batch orders (3, 4, 5)
         assert f"{kind:4s}: best eps = {lr:g} (at the edge: False)" in text
     assert "the averages beat the tuned last iterate: True" in text
     summary = rg.averaging_summary(rg.averaging_sweep(splits))  # shared with the notebook's call
     last, ema, swa = summary["last"], summary["ema"], summary["swa"]
+    assert rg.AVG_LRS == (0.25, 0.5, 2.0, 2.8)
     for s in (ema, swa):
         assert s["best_val_accuracy"] > last["best_val_accuracy"]  # 0.62 against 0.55
         assert s["median_val_loss"][0] > last["median_val_loss"][0] + 0.02  # lag at ε = 0.25 (0.04)
-        assert math.isinf(s["median_val_loss"][-1])  # ε = 4 breaks down
-    assert math.isinf(last["median_val_loss"][-1])
-    assert abs(ema["best_val_loss"] - swa["best_val_loss"]) <= 0.03  # "end level" (0.003)
+        # the best ε = 2 has a stable, clearly worse neighbour above it (1.24 against 0.98)
+        assert math.isfinite(s["median_val_loss"][-1])
+        assert s["median_val_loss"][-1] > s["best_val_loss"] + 0.1
+    assert abs(ema["best_val_loss"] - swa["best_val_loss"]) <= 0.03  # "end level" (0.006)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -251,12 +267,14 @@ def test_rescaling_claims(splits):
 def test_exercise_dropout_noise_at_batch_32(splits):  # 1 s
     small = rg.dropout_gradient_noise(splits, batch=32)
     assert f"{small['minibatch']:.2g}" == "1.4" and f"{small['minibatch_dropout']:.2g}" == "2.2"
-    assert f"{small['minibatch_dropout'] / small['minibatch']:.1f}" == "1.6"  # as at B = 128
+    assert f"{small['minibatch_dropout'] / small['minibatch']:.1f}" == "1.5"  # as at B = 128 (1.50-1.53, 4 seeds)
 
 
 def test_exercise_ema_floor_at_rho_095():
-    measured = rg.noisy_quadratic(lr=0.5, rho=0.95)["ema_floor"]
-    assert f"{rg.predicted_floor(0.5, 0.95):.2g}" == f"{measured:.2g}" == "0.17"
+    q = rg.noisy_quadratic(lr=0.5, rho=0.95)
+    # the solutions print predicted 0.174, measured 0.175 (standard error 0.001)
+    assert f"{rg.predicted_floor(0.5, 0.95):.3f}" == "0.174" and f"{q['ema_floor']:.3f}" == "0.175"
+    assert abs(q["ema_floor"] - rg.predicted_floor(0.5, 0.95)) < 3 * q["ema_se"]
 
 
 def test_explore_claims():  # the prose next to the interactive figure (closed forms, 0.1 s)
@@ -271,3 +289,8 @@ def test_explore_claims():  # the prose next to the interactive figure (closed f
 
 def test_swa_snapshot_count():  # "seven snapshots (epochs 6 to 12)"
     assert len(range(rg.AVG_SWA_START, rg.AVG_EPOCHS + 1)) == 7
+
+
+def test_averaging_breaks_down_at_lr_4(splits):  # "at ε = 4 every run breaks down" (0.3 s)
+    r = rg.averaging_network(splits, 4.0)
+    assert np.isinf(r["last"][:, -1]).all() and np.isinf(r["ema"][:, -1]).all()
