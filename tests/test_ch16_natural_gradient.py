@@ -146,22 +146,14 @@ def test_ngd_vs_gd_stored():
     text = stored_text(CHAPTER, "ng.ngd_vs_gd()")
     assert "natural gradient: ε = 0.25: 16, ε = 0.5: 8, ε = 1: 4, ε = 1.5: –" in text
     assert "best: 4 iterations at ε = 1" in text  # interior of NGD_LR_GRID
-    assert "gradient descent: ε = 1: 2003, ε = 2: 1002, ε = 4: –" in text
+    # ε = 2.5 only oscillates (J ≈ 1.385 > J* + tol): GD's best is its stability limit, a finer
+    # grid would not help it.  (Reviewer: at tol 1e-3 the gap widens, natural 5 vs GD 3788.)
+    assert "gradient descent: ε = 1: 2003, ε = 2: 1002, ε = 2.5: –, ε = 4: –" in text
     assert "best: 1002 iterations at ε = 2" in text  # interior of GD_LR_GRID
     assert ng.NGD_LR_GRID.index(1.0) not in (0, len(ng.NGD_LR_GRID) - 1)
     assert ng.GD_LR_GRID.index(2.0) not in (0, len(ng.GD_LR_GRID) - 1)
 
 
-
-def test_gd_best_step_is_at_its_stability_limit():
-    """GD's best ε = 2 is the last that converges: ε = 2.5 (between it and the grid's 4) only
-    oscillates (measured: J stays ≈ 1.385 > J* + tol after 4000 steps), so a finer grid would not
-    help GD.  (Reviewer: at tol 10⁻³ the gap widens, natural 5 vs GD 3788 iterations.)"""
-    task = ng.softmax_task()
-    J_star = ng.natural_gradient_descent(1.0, iters=ng.NGD_REF_ITERS, task=task).min()
-    losses = ng.natural_gradient_descent(2.5, iters=1100, task=task, natural=False,
-                                         target=J_star + ng.SOFTMAX["tol"])
-    assert len(losses) == 1101 and losses[-1] > J_star + 0.05
 
 # ---------------------------------------------------------------------------------------------
 # K-FAC (16.5)

@@ -349,7 +349,7 @@ def plot_vector_fields(axes=None, n=13):
 
 SOFTMAX = dict(num_samples=4000, n_train=500, damping=1e-4, tol=1e-2)
 NGD_LR_GRID = (0.25, 0.5, 1.0, 1.5)
-GD_LR_GRID = (1.0, 2.0, 4.0, 8.0, 16.0)
+GD_LR_GRID = (1.0, 2.0, 2.5, 4.0, 8.0, 16.0)  # 2.5: GD's best is its stability limit
 NGD_REF_ITERS = 15
 NGD_MAX_ITERS = 100
 GD_MAX_ITERS = 4000
