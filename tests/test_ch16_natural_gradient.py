@@ -324,3 +324,22 @@ def test_adam_vs_fisher_diagonal_stored():
     assert "after  5 epochs: rank correlation r̂ vs diag F 0.90, r̂ vs diag EF 0.83, diag EF vs diag F 0.95" in text
     assert "median B·r̂ / diag EF = 1.5 (B = 100), median diag EF / diag F = 0.67" in text
     assert "√r̂ 1.2, diag F 2.7" in text
+
+
+def test_kfac_true_fisher_factors_sample_labels_from_the_model():
+    """fisher="true": averaged over many Fisher passes, K-FAC's G approaches the exact
+    E_{y~p_θ}[g gᵀ] (ng.exact_kfac_factors), and A is exact (it does not depend on y).
+    Measured: 300 passes, rel. errors 0.029 and 0.036 (Monte Carlo); labels = argmax instead of
+    a draw: 0.48 and 0.56."""
+    model, X, y, opt = _tiny_kfac(damping=1e-2, factor_decay=0.0)
+    model(X)  # the optimizer remembers X
+    exact = ng.exact_kfac_factors(model, X)
+    sums = None
+    for _ in range(200):
+        opt._estimate_factors()
+        Gs = [opt.state[m.weight]["G"].clone() for m in opt.layers]
+        sums = Gs if sums is None else [s + G for s, G in zip(sums, Gs)]
+    for m, (A, G), S in zip(opt.layers, exact, sums):
+        assert torch.allclose(opt.state[m.weight]["A"], A, atol=1e-12)
+        assert ng._rel(S / 200, G) < 0.1
+    opt.remove_hooks()
