@@ -381,7 +381,12 @@ def test_amp_on_cpu_warns_and_trains_in_float32():
     assert_same_params(model, ref)
 
 
-def test_progress_bar_has_no_rates_or_times(capsys):
+def test_progress_bar_has_no_rates_or_times(capsys, monkeypatch):
+    # tqdm.auto picks its widget bar when the process hosts an IPython shell (an earlier test in
+    # the same worker may have made one); the text bar is the one whose format is checked here
+    import tqdm.auto
+    import tqdm.std
+    monkeypatch.setattr(tqdm.auto, "tqdm", tqdm.std.tqdm)
     X, y = make_data()
     model = make_model()
     train(model, loss_fn, adam(model), (X, y), epochs=2, batch_size=BS, progress=True)
