@@ -20,6 +20,7 @@ would otherwise show only the text ``InteractivePlot(controls: …)``.
 from __future__ import annotations
 
 import base64
+import html
 import inspect
 import io
 import struct
@@ -66,26 +67,54 @@ class InteractivePlot(W.VBox):
         result: what ``fn`` returned on the last redraw.
         figure: the figure of the last redraw (closed after display, still inspectable).
         calls: the number of redraws so far.
+        error: the exception of the last change that could not be drawn, else None.
+        message: an ``HTML`` line between the controls and the figure, shown only then: it names
+            the error and says that the figure still shows the previous setting.  (An exception
+            in a control's callback would otherwise reach only the kernel's log, and the figure
+            would just not change.)  The first draw raises as usual.
     """
 
     def __init__(self, fn: Callable, controls: Mapping[str, W.ValueWidget]) -> None:
         self.fn = fn
         self.controls = dict(controls)
         self.image = W.Image(format="png")
+        self.message = W.HTML(layout=W.Layout(display="none"))
+        self.message.add_class("course-widget-error")
         self.values: dict = {}
         self.result = None
         self.figure = None
+        self.error: Exception | None = None
         self.calls = 0
-        super().__init__(children=[*self.controls.values(), self.image])
+        super().__init__(children=[*self.controls.values(), self.message, self.image])
         for widget in self.controls.values():
             widget.observe(self.update, names="value")
         self.update()
 
     def update(self, change=None) -> None:
-        """Call ``fn`` with the current values, show the figure it drew, close it."""
-        self.values = {name: w.value for name, w in self.controls.items()}
+        """Call ``fn`` with the current values, show the figure it drew, close it.
+
+        On a change (``change`` given), an exception from ``fn`` is shown in :attr:`message`
+        and kept in :attr:`error`; the figure, ``values`` and ``result`` stay those of the last
+        setting that drew."""
+        values = {name: w.value for name, w in self.controls.items()}
         before = set(plt.get_fignums())
-        self.result = self.fn(**self.values)
+        try:
+            result = self.fn(**values)
+        except Exception as exc:
+            for n in set(plt.get_fignums()) - before:
+                plt.close(n)
+            if change is None:
+                raise
+            self.error = exc
+            setting = ", ".join(f"{k} = {v!r}" for k, v in values.items())
+            self.message.value = (f"<b>Not drawn</b> for {html.escape(setting)}: "
+                                  f"{type(exc).__name__}: {html.escape(str(exc))}. "
+                                  "The figure below still shows the previous setting.")
+            self.message.layout.display = None
+            return
+        self.values, self.result, self.error = values, result, None
+        self.message.value = ""
+        self.message.layout.display = "none"
         new = [plt.figure(n) for n in plt.get_fignums() if n not in before]
         if new:
             png = io.BytesIO()

@@ -90,7 +90,8 @@ class Lab:
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
     _require_browser()
-    for stale in ("run_all_failed.png", "dirty_on_opening.png"):  # a previous run's failures
+    # a previous run's failures
+    for stale in ("run_all_failed.png", "dirty_on_opening.png", "redraw_failed.png"):
         (ARTIFACTS / stale).unlink(missing_ok=True)
     root = tmp_path_factory.mktemp("course")
     for name in ("chapters", "exercises", "solutions"):
@@ -341,28 +342,42 @@ def _image_src(box) -> str:
     return box.locator(":scope > img.widget-image").get_attribute("src") or ""
 
 
-def _move_first_control(box):
+def _move_first_control(box) -> tuple[str, str | None, str | None]:
+    """Move the figure's first control one notch; (its kind, its value before, after)."""
     control = box.locator(":scope > .widget-inline-hbox, :scope > .widget-box").first
     classes = control.get_attribute("class") or ""
     if "widget-slider" in classes:
+        # aria-valuetext is the value (noUiSlider rounds aria-valuenow to one decimal)
         handle = control.locator(".noUi-handle").first
         handle.focus()
-        before = handle.get_attribute("aria-valuenow")
-        handle.press("ArrowRight")
-        if handle.get_attribute("aria-valuenow") == before:  # at its maximum
-            handle.press("ArrowLeft")
-            handle.press("ArrowLeft")
-    elif "widget-dropdown" in classes:
+        before = handle.get_attribute("aria-valuetext")
+        for key in ("ArrowRight", "ArrowLeft"):  # left only where right did not move (at max)
+            handle.press(key)
+            try:
+                handle.page.wait_for_function(
+                    "([h, v]) => h.getAttribute('aria-valuetext') !== v",
+                    arg=[handle.element_handle(), before], timeout=3_000)
+                break
+            except Exception:
+                pass
+        return "slider", before, handle.get_attribute("aria-valuetext")
+    if "widget-dropdown" in classes:
         select = control.locator("select")
         values = select.locator("option").evaluate_all("os => os.map(o => o.value)")
         current = select.input_value()
         select.select_option(next(v for v in values if v != current))
-    elif "widget-checkbox" in classes:
-        control.locator("input[type=checkbox]").click()
-    elif "widget-toggle-buttons" in classes:
+        return "dropdown", current, select.input_value()
+    if "widget-checkbox" in classes:
+        box_input = control.locator("input[type=checkbox]")
+        before = str(box_input.is_checked())
+        box_input.click()
+        return "checkbox", before, str(box_input.is_checked())
+    if "widget-toggle-buttons" in classes:
+        active = control.locator("button.mod-active")
+        before = active.first.text_content() if active.count() else None
         control.locator("button:not(.mod-active)").first.click()
-    else:
-        raise AssertionError(f"no way to move a control of classes {classes!r}")
+        return "toggle buttons", before, control.locator("button.mod-active").first.text_content()
+    raise AssertionError(f"no way to move a control of classes {classes!r}")
 
 
 def _scroll_to_top(el):
@@ -403,10 +418,23 @@ def _check_figure(student: Student, box, screenshot: Path | None):
         box.screenshot(path=str(screenshot))
     before = _image_src(box)
     t0 = time.perf_counter()
-    _move_first_control(box)
-    student.page.wait_for_function(
-        "([el, before]) => el.querySelector(':scope > img.widget-image').src !== before",
-        arg=[box.element_handle(), before], timeout=REDRAW_TIMEOUT_S * 1000)
+    moved = _move_first_control(box)
+    if moved[1] == moved[2]:  # the browser lost the key press or click: not the figure's fault
+        warnings.warn(f"{moved[0]} did not move ({moved[1]}): moved again")
+        moved = _move_first_control(box)
+    assert moved[1] != moved[2], f"the figure's first control ({moved[0]}) does not move"
+    try:  # redrawn, or the widget's message says why not (course_lib.widgets.InteractivePlot)
+        student.page.wait_for_function(
+            """([el, before]) => el.querySelector(':scope > img.widget-image').src !== before
+                || el.querySelector(':scope > .course-widget-error:not([style*="none"])')""",
+            arg=[box.element_handle(), before], timeout=REDRAW_TIMEOUT_S * 1000)
+    except Exception:
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        student.page.screenshot(path=str(ARTIFACTS / "redraw_failed.png"))
+        raise AssertionError(f"no redraw within {REDRAW_TIMEOUT_S} s after the {moved[0]} moved "
+                             f"from {moved[1]} to {moved[2]} (see redraw_failed.png)") from None
+    error = box.locator(":scope > .course-widget-error")
+    assert not error.is_visible(), f"the {moved[0]} moved to {moved[2]}: {error.text_content()}"
     return time.perf_counter() - t0
 
 
@@ -505,6 +533,43 @@ def test_save_keeps_a_stored_python_version_that_differs(lab, browser):
     assert student.becomes_dirty(30), "JupyterLab marks a notebook of another Python modified"
     lab.timings["other_python_marked_modified_after_idle_s"] = round(time.perf_counter() - t0, 2)
     student.save_and_compare(path)
+    student.close_and_check()
+
+
+def test_a_setting_that_fails_is_named_under_the_controls(lab, browser):
+    """A student moves a slider to a value the drawing function rejects: the error shows in the
+    figure (not only in the kernel's log); moved back, the figure redraws and the message goes."""
+    source = ("import matplotlib.pyplot as plt, ipywidgets as W\n"
+              "from course_lib.widgets import interactive_plot\n"
+              "def draw(lr):\n"
+              "    if lr > 1:\n"
+              "        raise ValueError(f'learning rate {lr} is too large')\n"
+              "    plt.subplots(figsize=(3, 2), dpi=60)[1].plot([0, lr])\n"
+              "interactive_plot(draw, lr=W.FloatSlider(value=1.0, min=0.0, max=2.0, step=1.0,\n"
+              "                                        continuous_update=False))")
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(source)])
+    path = lab.root / "chapters" / "widget_error_check.ipynb"
+    nbformat.write(nb, path)
+    notebooks.execute(path)
+    student = Student(lab, browser)
+    student.open("chapters/widget_error_check.ipynb")
+    student.panel.locator(".jp-Notebook").click(position={"x": 5, "y": 5})
+    student.run_all()
+    box = student.panel.locator(_FIGURES).first
+    error = box.locator(":scope > .course-widget-error")
+    assert not error.is_visible()
+    handle = box.locator(".noUi-handle").first
+    handle.focus()
+    handle.press("ArrowRight")
+    error.wait_for(state="visible", timeout=REDRAW_TIMEOUT_S * 1000)
+    assert "ValueError: learning rate 2.0 is too large" in error.text_content()
+    before = _image_src(box)
+    handle.press("ArrowLeft")  # back to 1.0: the kept figure is that one, so the image stays
+    error.wait_for(state="hidden", timeout=REDRAW_TIMEOUT_S * 1000)
+    handle.press("ArrowLeft")  # 0.0: a new figure
+    student.page.wait_for_function(
+        "([el, before]) => el.querySelector(':scope > img.widget-image').src !== before",
+        arg=[box.element_handle(), before], timeout=REDRAW_TIMEOUT_S * 1000)
     student.close_and_check()
 
 

@@ -118,3 +118,32 @@ def test_trajectory_explorer_with_a_fixed_landscape_and_steps_control():
     np.testing.assert_allclose(w.result["GD"].path,
                                run_optimizer(J, torch.optim.SGD, steps=12, lr=0.1).path)
     assert w.figure.axes[0].get_title() == "12 steps of gradient descent"
+
+
+def test_a_setting_that_fails_says_so_and_keeps_the_figure():
+    """A control moved to a value the drawing function rejects: the widget names the error
+    (a callback's exception would otherwise reach only the kernel's log) and keeps the last
+    figure; a good value draws again and hides the message."""
+    def draw(lr):
+        fig, ax = plt.subplots()
+        if lr > 1:
+            raise ValueError(f"Invalid learning rate: {lr} (must be at most 1)")
+        ax.plot([0, lr])
+        return lr
+
+    slider = W.FloatSlider(value=0.5, min=0.0, max=2.0)
+    w = interactive_plot(draw, lr=slider)
+    png = bytes(w.image.value)
+    assert w.message.layout.display == "none" and w.error is None
+    slider.value = 1.5
+    assert isinstance(w.error, ValueError) and w.message.layout.display is None
+    assert "Not drawn" in w.message.value and "lr = 1.5" in w.message.value
+    assert "ValueError: Invalid learning rate: 1.5 (must be at most 1)" in w.message.value
+    assert bytes(w.image.value) == png and w.values == {"lr": 0.5} and w.result == 0.5
+    assert not plt.get_fignums(), "the failed draw's figure is closed"
+    slider.value = 0.25
+    assert w.error is None and w.message.layout.display == "none" and w.message.value == ""
+    assert bytes(w.image.value) != png and w.result == 0.25
+    with pytest.raises(ValueError, match="Invalid learning rate"):  # the first draw raises
+        interactive_plot(draw, lr=W.FloatSlider(value=1.5, min=0.0, max=2.0))
+    assert not plt.get_fignums()

@@ -740,7 +740,9 @@ def explorer_figure(log_kappa: float = EXPLORER["log_kappa"],
     for name, e in errs.items():
         e = e / e[0]
         steps[name] = _steps_to(e, tol)
-        ax.semilogy(np.maximum(e, 1e-16), label=f"{name}: {steps[name]} iterations")
+        reached = (f"{steps[name]} iterations" if steps[name] is not None
+                   else f"not within {len(e) - 1} iterations")
+        ax.semilogy(np.maximum(e, 1e-16), label=f"{name}: {reached}")
     ax.axhline(tol, color="gray", ls=":")
     ax.set_xscale("symlog", linthresh=10)
     ax.set_xlabel("iteration")
