@@ -8,7 +8,8 @@ What lives elsewhere and is imported here (one home per concept):
 - ``experiments.saddles.saddle_methods`` — Newton is attracted to a saddle, saddle-free is not;
 - ``experiments.momentum.conjugate_gradient`` — linear CG (on a matrix or on v ↦ Hv);
 - ``curvature.make_hvp`` / ``lanczos_eigenvalues`` / ``hessian_spectrum_density`` — HVPs;
-- ``optim.lbfgs`` — our L-BFGS (checked against ``torch.optim.LBFGS``) and the BFGS update.
+- ``optim.lbfgs`` — our L-BFGS (checked against ``torch.optim.LBFGS``) and the BFGS update;
+- ``optim.ncg`` — our nonlinear CG (checked against linear CG on a quadratic).
 
 Settings are the UPPERCASE constants below; every experiment that costs more than a second
 is a :func:`~course_lib.utils.shared_result`.
@@ -31,13 +32,15 @@ from course_lib.landscapes import Landscape, Quadratic, Rosenbrock, newton_step
 from course_lib.models import mlp
 from course_lib.optim import SGD, Adam
 from course_lib.optim.lbfgs import LBFGS, bfgs_inverse_update, lbfgs_direction
+from course_lib.optim.ncg import NonlinearCG
 from course_lib.utils import shared_result
 
 __all__ = [
     "NEWTON_SIZES", "newton_costs", "newton_errors", "convergence_orders",
     "levenberg_marquardt_path", "damping_comparison",
     "SOFTMAX", "softmax_problem", "newton_cg", "hessian_free_run", "hessian_free_check",
-    "lbfgs_run", "torch_agreement", "median_steps", "best_of_grid", "softmax_newton", "two_loop_check", "barzilai_borwein",
+    "lbfgs_run", "ncg_run", "closure_run", "ncg_matches_linear_cg", "CD", "coordinate_descent",
+    "coordinate_descent_race", "scipy_cg_mlp", "torch_agreement", "median_steps", "best_of_grid", "softmax_newton", "two_loop_check", "barzilai_borwein",
     "QUAD", "quadratic_race", "MLP", "mlp_problem", "mlp_race",
     "SPECTRUM", "hessian_spectrum", "GN", "gauss_newton_vs_hessian",
     "MEMORIES", "memory_sweep", "plot_newton_errors", "plot_race", "plot_spectrum", "explorer_figure",
@@ -300,9 +303,28 @@ def lbfgs_run(loss: Callable[[torch.Tensor], torch.Tensor], theta0, iterations: 
     (ours or ``torch.optim.LBFGS``) on θ ↦ ``loss(θ)`` from ``theta0`` (flat, float64).
     Stops early when ‖g‖ ≤ ``grad_tol``.  Repeated evaluations at the same θ are served from a
     cache and not counted."""
+    return closure_run(loss, theta0, iterations, lambda params: optimizer(
+        params, lr=lr, max_iter=1, max_eval=25, history_size=history_size,
+        line_search_fn=line_search, tolerance_grad=0.0, tolerance_change=0.0), grad_tol)
+
+
+def ncg_run(loss: Callable[[torch.Tensor], torch.Tensor], theta0, iterations: int,
+            beta: str = "PR+", c2: float = 0.1, grad_tol: float = 0.0) -> QuasiNewtonRun:
+    """``iterations`` iterations of our :class:`~course_lib.optim.ncg.NonlinearCG` on
+    θ ↦ ``loss(θ)`` from ``theta0``, as :func:`lbfgs_run`."""
+    return closure_run(loss, theta0, iterations,
+                       lambda params: NonlinearCG(params, beta=beta, c2=c2), grad_tol)
+
+
+def closure_run(loss: Callable[[torch.Tensor], torch.Tensor], theta0, iterations: int,
+                make_optimizer: Callable, grad_tol: float = 0.0) -> QuasiNewtonRun:
+    """``iterations`` steps of ``make_optimizer([θ])`` (a closure-taking optimizer, one
+    iteration per ``step``) on θ ↦ ``loss(θ)`` from ``theta0`` (flat, float64), recording J,
+    ‖g‖, the gradient evaluations so far and θ at each iterate.  Stops early when ‖g‖ ≤
+    ``grad_tol``, J is not finite or θ stops moving.  Repeated evaluations at the same θ are
+    served from a cache and not counted."""
     theta = torch.nn.Parameter(torch.as_tensor(theta0, dtype=torch.float64).detach().clone())
-    opt = optimizer([theta], lr=lr, max_iter=1, max_eval=25, history_size=history_size,
-                    line_search_fn=line_search, tolerance_grad=0.0, tolerance_change=0.0)
+    opt = make_optimizer([theta])
     cache = {"theta": None, "value": None, "grad": None, "evals": 0}
 
     def closure():
@@ -470,6 +492,111 @@ def quadratic_race() -> dict:
     return out
 
 
+def ncg_matches_linear_cg(iterations: int | None = None) -> dict:
+    """Nonlinear CG (ours, PR+ and FR) with an exact line search (strong Wolfe, c₂ = 10⁻¹⁰) on
+    ``QUAD``'s quadratic against linear CG (:func:`~course_lib.experiments.momentum.
+    conjugate_gradient` from the same θ₀): the largest ‖θ_t − θ_t^CG‖ / ‖θ₀ − θ*‖ over the
+    iterates until linear CG reaches ``QUAD['tol']`` (or ``iterations``), and each one's
+    iterations and gradient evaluations to that tolerance.  Equal up to rounding: on a
+    quadratic with exact steps both β formulas are linear CG's."""
+    J = _quadratic()
+    H, start, opt = J.H.numpy(), J.start.numpy(), J.minimizers[0].numpy()
+    e0 = start - opt
+    cg = np.asarray(error_norms("cg", H, e0, 4 * QUAD["dim"]))
+    n = iterations if iterations is not None else _steps_to(cg, QUAD["tol"])
+    cg_iterates = [conjugate_gradient(H, H @ opt, x0=start, tol=1e-300, max_iter=t).x
+                   for t in range(n + 1)]
+    out = {"CG": dict(steps=_steps_to(cg, QUAD["tol"]))}
+    for beta in ("PR+", "FR"):
+        run = ncg_run(J, J.start, n + 5, beta=beta, c2=1e-10)
+        m = min(n + 1, len(run.path))
+        diff = max(np.linalg.norm(run.path[t] - cg_iterates[t]) for t in range(m))
+        err = np.linalg.norm(run.path - opt, axis=1)
+        steps = _steps_to(err, QUAD["tol"])
+        out[beta] = dict(max_difference=float(diff / np.linalg.norm(e0)), steps=steps,
+                         evals=None if steps is None else int(run.evals[steps]))
+    return out
+
+
+# Coordinate descent (Wright, 2015; Sun's overview §7): one coordinate at a time, exactly
+#: epochs: one epoch is n coordinate steps, about the cost of one gradient of a dense quadratic
+CD = dict(orders=("cyclic", "shuffled", "random"), seeds=(0, 1, 2, 3, 4), max_epochs=10_000,
+          rotation_seeds=(0, 1, 2, 3, 4, 5))
+
+
+def coordinate_descent(H, e0, max_epochs: int, order: str = "cyclic", seed: int = 0,
+                       tol: float | None = None) -> np.ndarray:
+    r"""Exact coordinate minimisation of J = ½ eᵀHe, e = θ − θ* (H symmetric positive
+    definite): step i sets ∂J/∂e_i = (He)_i to 0, e_i ← e_i − (He)_i / H_ii, and updates
+    r = He with one column of H (O(n) per step).  ``order`` per epoch of n steps: ``"cyclic"``
+    (1, …, n: Gauss–Seidel), ``"shuffled"`` (a new permutation each epoch) or ``"random"`` (n
+    draws with replacement; Nesterov, 2012).  Returns ‖e‖ after each epoch (from e₀), stopping
+    once ‖e‖ ≤ ``tol``·‖e₀‖."""
+    if order not in CD["orders"]:
+        raise ValueError(f"Invalid order: {order!r} (expected one of {CD['orders']})")
+    H = np.asarray(H, dtype=np.float64)
+    diag = np.diag(H)
+    if np.any(diag <= 0):
+        raise ValueError("Invalid H: coordinate descent needs a positive diagonal")
+    e = np.array(e0, dtype=np.float64)
+    r = H @ e
+    rng = np.random.default_rng(seed)
+    n = len(e)
+    norms = [float(np.linalg.norm(e))]
+    for _ in range(max_epochs):
+        if order == "cyclic":
+            idx = range(n)
+        elif order == "shuffled":
+            idx = rng.permutation(n)
+        else:
+            idx = rng.integers(0, n, n)
+        for i in idx:
+            delta = r[i] / diag[i]
+            e[i] -= delta
+            r -= delta * H[:, i]
+        norms.append(float(np.linalg.norm(e)))
+        if tol is not None and norms[-1] <= tol * norms[0]:
+            break
+    return np.array(norms)
+
+
+@shared_result
+def coordinate_descent_race() -> dict:
+    """Epochs of :func:`coordinate_descent` to ``QUAD['tol']`` on ``QUAD``'s quadratic (rotated)
+    and on the same spectrum in its eigenbasis (axis-aligned): order → epochs per seed (None:
+    not reached in ``CD['max_epochs']``); under "rotations", for each of ``CD['rotation_seeds']``
+    (other rotations and starts, same spectrum) cyclic CD's epochs, tuned GD's iterations (best
+    of ``QUAD['gd_factors']``) and CG's; and the diagonal of the rotated H."""
+    J = _quadratic()
+    problems = {"rotated": (J.H.numpy(), (J.start - J.minimizers[0]).numpy()),
+                "axis-aligned": (np.diag(J.eigenvalues.numpy()),
+                                 J.R.T.numpy() @ (J.start - J.minimizers[0]).numpy())}
+    out = {}
+    for name, (H, e0) in problems.items():
+        out[name] = {}
+        for order in CD["orders"]:
+            seeds = CD["seeds"] if order != "cyclic" else CD["seeds"][:1]
+            out[name][order] = [_steps_to(coordinate_descent(H, e0, CD["max_epochs"], order, s,
+                                                             QUAD["tol"]), QUAD["tol"])
+                                for s in seeds]
+    out["rotations"] = {}  # rotation seed → cyclic CD epochs, tuned GD iterations, CG's
+    for seed in CD["rotation_seeds"]:
+        Js = Quadratic(QUAD["condition_number"], dim=QUAD["dim"], seed=seed)
+        H, e0 = Js.H.numpy(), (Js.start - Js.minimizers[0]).numpy()
+        lam = Js.eigenvalues.numpy()
+        gd = [steps_to_accuracy("gd", H, e0, QUAD["tol"], QUAD["max_steps"],
+                                lr=f * 2 / (lam[0] + lam[-1]), momentum=0.0)
+              for f in QUAD["gd_factors"]]
+        out["rotations"][seed] = dict(
+            cyclic=_steps_to(coordinate_descent(H, e0, CD["max_epochs"], "cyclic",
+                                                tol=QUAD["tol"]), QUAD["tol"]),
+            GD=min(g for g in gd if g is not None),
+            CG=steps_to_accuracy("cg", H, e0, QUAD["tol"], QUAD["max_steps"]))
+    out["diagonal"] = np.diag(J.H.numpy()).copy()
+    out["eigenvalues"] = J.eigenvalues.numpy().copy()
+    return out
+
+
 #: the small MLP on MNIST-1D, full batch, float64
 MLP = dict(num_samples=320, hidden=(32,), seeds=(0, 1, 2), target=0.01, max_steps=1000,
            sgd_lrs=(3.0, 10.0, 30.0), adam_lrs=(0.03, 0.1, 0.3), history_size=10,
@@ -518,10 +645,11 @@ def _first_order_mlp(seed: int, opt_cls, lr: float) -> int | None:
 @shared_result
 def mlp_race() -> dict:
     r"""Full-batch steps to a training loss ≤ ``MLP['target']`` for each seed: GD and Adam on
-    their learning-rate grids, L-BFGS (ours, strong Wolfe) with its gradient evaluations.
-    Returns {"GD": {lr: [steps per seed]}, "Adam": {...}, "L-BFGS": {"steps": [...],
-    "evals": [...], "grad_norms", "losses", "theta_norms": [array per seed]}} (None: not
-    reached)."""
+    their learning-rate grids, L-BFGS (ours, strong Wolfe) and nonlinear CG (ours, PR+, strong
+    Wolfe with c₂ = 0.1) with their gradient evaluations.  Returns {"GD": {lr: [steps per
+    seed]}, "Adam": {...}, "L-BFGS": {"steps": [...], "evals": [...], "grad_norms", "losses",
+    "theta_norms": [array per seed]}, "nonlinear CG": {"steps", "evals"}, "nonlinear CG, c2 =
+    0.9": the same with a loose line search} (None: not reached)."""
     out = {"GD": {}, "Adam": {}}
     for name, cls, lrs in (("GD", SGD, MLP["sgd_lrs"]), ("Adam", Adam, MLP["adam_lrs"])):
         for lr in lrs:
@@ -540,7 +668,58 @@ def mlp_race() -> dict:
         theta_norms.append(np.linalg.norm(run.path, axis=1))
     out["L-BFGS"] = dict(steps=steps, evals=evals, grad_norms=norms, losses=losses,
                          theta_norms=theta_norms)
+    for name, c2 in (("nonlinear CG", 0.1), ("nonlinear CG, c2 = 0.9", 0.9)):
+        steps, evals = [], []
+        for s in MLP["seeds"]:
+            model, _ = mlp_problem(s)
+            theta0 = torch.nn.utils.parameters_to_vector(model.parameters()).detach()
+            run = ncg_run(_flat_loss(model), theta0, MLP["lbfgs_max_steps"], c2=c2)
+            hit = np.flatnonzero(run.losses <= MLP["target"])
+            steps.append(int(hit[0]) if hit.size else None)
+            evals.append(int(run.evals[hit[0]]) if hit.size else None)
+        out[name] = dict(steps=steps, evals=evals)
     return out
+
+
+def scipy_cg_mlp() -> dict:
+    """Iterations ("steps") and gradient evaluations ("evals") of SciPy's nonlinear CG (``scipy.optimize.minimize(method="CG")``: PR+ with
+    its own Wolfe line search, c₂ = 0.4) to a training loss ≤ ``MLP['target']`` on each seed's
+    MLP problem, as in :func:`mlp_race` (None: not within ``MLP['lbfgs_max_steps']``): the
+    trusted implementation to compare ours with."""
+    from scipy.optimize import minimize
+
+    steps, evals = [], []
+    for s in MLP["seeds"]:
+        model, _ = mlp_problem(s)
+        loss = _flat_loss(model)
+        theta0 = torch.nn.utils.parameters_to_vector(model.parameters()).detach().double()
+
+        def value_and_grad(x):
+            theta = torch.tensor(x, dtype=torch.float64, requires_grad=True)
+            value = loss(theta)
+            value.backward()
+            return float(value.detach()), theta.grad.numpy().copy()
+
+        seen, counted = [], []
+
+        def callback(intermediate_result):
+            seen.append(intermediate_result.fun)
+            counted.append(calls[0])
+            if intermediate_result.fun <= MLP["target"]:
+                raise StopIteration
+
+        calls = [0]
+
+        def counting(x):
+            calls[0] += 1
+            return value_and_grad(x)
+
+        minimize(counting, theta0.numpy(), jac=True, method="CG", callback=callback,
+                 options=dict(maxiter=MLP["lbfgs_max_steps"], gtol=0.0))
+        hit = np.flatnonzero(np.asarray(seen) <= MLP["target"])
+        steps.append(int(hit[0]) + 1 if hit.size else None)
+        evals.append(int(counted[hit[0]]) if hit.size else None)
+    return {"steps": steps, "evals": evals}
 
 
 def median_steps(values) -> float:

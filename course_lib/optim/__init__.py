@@ -29,7 +29,8 @@ computations in their chapters' test files.
 Second-order (quasi-Newton), in ``course_lib.optim.lbfgs``: ``LBFGS`` (the iterates of
 ``torch.optim.LBFGS``; its ``step`` needs a closure, so it is not in ``OPTIMIZERS``), the
 two-loop recursion ``lbfgs_direction`` and the dense ``bfgs_inverse_update`` (Nocedal & Wright,
-2006, ch. 6–7; Liu & Nocedal, 1989).
+2006, ch. 6–7; Liu & Nocedal, 1989); nonlinear conjugate gradients ``NonlinearCG`` (PR+ or
+FR, torch's strong Wolfe line search; N&W §5.2) in ``course_lib.optim.ncg``.
 """
 import torch
 
@@ -40,6 +41,7 @@ from course_lib.optim.adam import Adam, AdamW, adam_update
 from course_lib.optim.lamb import LAMB, lamb_update
 from course_lib.optim.lars import LARS, lars_update
 from course_lib.optim.lbfgs import LBFGS, bfgs_inverse_update, lbfgs_direction
+from course_lib.optim.ncg import NonlinearCG
 from course_lib.optim.nadam import NAdam, nadam_update
 from course_lib.optim.rmsprop import RMSprop, rmsprop_update
 from course_lib.optim.sgd import SGD, sgd_update
@@ -64,6 +66,6 @@ __all__ = [
     "SGD", "Adagrad", "RMSprop", "Adadelta", "Adam", "AdamW", "NAdam",
     "sgd_update", "adagrad_update", "rmsprop_update", "adadelta_update", "adam_update",
     "nadam_update", "SGDW", "sgdw_update", "LARS", "lars_update", "LAMB", "lamb_update",
-    "LBFGS", "lbfgs_direction", "bfgs_inverse_update",
+    "LBFGS", "lbfgs_direction", "bfgs_inverse_update", "NonlinearCG",
     "OPTIMIZERS", "TORCH_EQUIVALENT",
 ]
