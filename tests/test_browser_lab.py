@@ -43,6 +43,7 @@ CHAPTERS = sorted(p.name for p in (ROOT / "chapters").glob("[0-9][0-9]_*.ipynb")
                   if not p.name.startswith("00_"))
 RUN_ALL_TIMEOUT_S = 180  # a chapter takes 6-30 s on 2 free cores; generous for a busy CI
 REDRAW_TIMEOUT_S = 30
+STALLED_S = 10  # Run All: an idle kernel and unchanged prompts for this long end the wait
 LOCAL_HOSTS = {"127.0.0.1", "localhost"}
 CLEAN_WAIT_S = 1  # a notebook of another Python is marked modified by the time the kernel is idle (measured 0.0 s)
 NO_CHANGE = "nothing"
@@ -301,14 +302,34 @@ class Student:
             f"""before => {{ const now = ({prompts})();
                 return now.some(t => t.includes('*')) || JSON.stringify(now) !== JSON.stringify(before); }}""",
             arg=before, polling="raf", timeout=30_000)
-        self.page.wait_for_function(
-            """() => { const p = document.querySelector('.jp-NotebookPanel:not(.lm-mod-hidden)');
-                const prompts = [...p.querySelectorAll('.jp-CodeCell .jp-InputArea-prompt')]
-                    .map(e => e.textContent);
-                const idle = p.querySelector(".jp-Notebook-ExecutionIndicator[data-status='idle']");
-                return prompts.length > 0 && /\\[\\d+\\]/.test(prompts[0]) && idle
-                    && !prompts.some(t => t.includes('*')); }""",
-            timeout=timeout_s * 1000, polling=500)
+        # Done: the kernel idle and no cell queued.  After an error stops Run All, JupyterLab
+        # sometimes leaves a queued cell's prompt at [*] although nothing will run (seen twice
+        # in ~10 full runs, at 180 s time-outs): so an idle kernel with prompts unchanged for
+        # STALLED_S also ends the wait; the callers' checks (unrun cells, errors) still apply.
+        state = """() => { const p = document.querySelector('.jp-NotebookPanel:not(.lm-mod-hidden)');
+            const prompts = [...p.querySelectorAll('.jp-CodeCell .jp-InputArea-prompt')]
+                .map(e => e.textContent);
+            const idle = !!p.querySelector(".jp-Notebook-ExecutionIndicator[data-status='idle']");
+            return {prompts, idle}; }"""
+        deadline, stable_since, last = t0 + timeout_s, None, None
+        while True:
+            now = self.page.evaluate(state)
+            prompts = now["prompts"]
+            if (now["idle"] and prompts and re.search(r"\[\d+\]", prompts[0])
+                    and not any("*" in t for t in prompts)):
+                break
+            if now["idle"] and prompts == last:
+                stable_since = stable_since or time.perf_counter()
+                if time.perf_counter() - stable_since >= STALLED_S:
+                    warnings.warn(f"Run All: kernel idle, {sum('*' in t for t in prompts)} "
+                                  f"prompt(s) left at [*] for {STALLED_S} s")
+                    break
+            else:
+                stable_since = None
+            last = prompts
+            if time.perf_counter() > deadline:
+                raise TimeoutError(f"Run All did not finish within {timeout_s} s")
+            time.sleep(0.5)
         return time.perf_counter() - t0
 
     def unrun_cells(self) -> int:
