@@ -384,3 +384,11 @@ def test_memory_sweep_of_the_exercises():
     sweep = so.memory_sweep()  # printed by solutions/ch15 exercise 3; same on every kernel set
     assert sweep["CG"] == 38
     assert {m: sweep[m] for m in so.MEMORIES} == {5: (93, 97), 10: (53, 59), 20: (50, 54), 50: (42, 45)}
+
+
+@pytest.mark.parametrize("cls", [LBFGS, NonlinearCG])
+def test_closure_optimizers_take_one_parameter_group(cls):
+    groups = [{"params": [torch.nn.Parameter(torch.zeros(2))]},
+              {"params": [torch.nn.Parameter(torch.zeros(3))]}]
+    with pytest.raises(ValueError, match=f"{cls.__name__} doesn't support per-parameter options"):
+        cls(groups)

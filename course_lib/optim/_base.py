@@ -23,6 +23,7 @@ import torch
 
 __all__ = [
     "FirstOrderOptimizer",
+    "FlatClosureOptimizer",
     "check_lr",
     "check_eps",
     "check_nonnegative",
@@ -139,3 +140,44 @@ class FirstOrderOptimizer(torch.optim.Optimizer):
 def _keyword_names(rule: Callable[..., None]) -> tuple[str, ...]:
     parameters = inspect.signature(rule).parameters.values()
     return tuple(p.name for p in parameters if p.kind is p.KEYWORD_ONLY)
+
+
+class FlatClosureOptimizer(torch.optim.Optimizer):
+    """The shell of the methods whose ``step(closure)`` evaluates J several times (L-BFGS,
+    nonlinear CG): one parameter group, whose parameters are treated as one flat vector θ.
+    It only moves θ and reads g; the methods' math lives in their subclasses."""
+
+    def __init__(self, params, defaults: dict) -> None:
+        super().__init__(params, defaults)
+        if len(self.param_groups) != 1:
+            raise ValueError(f"{type(self).__name__} doesn't support per-parameter options "
+                             "(parameter groups)")
+        self._params = self.param_groups[0]["params"]
+
+    def _flat_grad(self) -> torch.Tensor:
+        """g as one vector (zeros for a parameter without a gradient)."""
+        return torch.cat([torch.zeros_like(p).reshape(-1) if p.grad is None
+                          else p.grad.reshape(-1) for p in self._params])
+
+    def _add(self, t: float, d: torch.Tensor) -> None:
+        """θ ← θ + t d."""
+        offset = 0
+        for p in self._params:
+            n = p.numel()
+            p.add_(d[offset:offset + n].view_as(p), alpha=t)
+            offset += n
+
+    def _get(self) -> list[torch.Tensor]:
+        return [p.clone(memory_format=torch.contiguous_format) for p in self._params]
+
+    def _set(self, values: list[torch.Tensor]) -> None:
+        for p, v in zip(self._params, values):
+            p.copy_(v)
+
+    def _evaluate_at(self, closure, theta, t, d):
+        """J and g at θ + t d, leaving θ unchanged (for a line search)."""
+        self._add(t, d)
+        loss = float(closure().detach())
+        g = self._flat_grad()
+        self._set(theta)
+        return loss, g

@@ -30,7 +30,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch.optim.lbfgs import _strong_wolfe  # torch's line search (Nocedal & Wright Alg. 3.5)
 
-from course_lib.optim._base import check_lr
+from course_lib.optim._base import FlatClosureOptimizer, check_lr
 
 __all__ = ["LBFGS", "lbfgs_direction", "bfgs_inverse_update", "CURVATURE_THRESHOLD"]
 
@@ -85,7 +85,7 @@ def lbfgs_direction(g: torch.Tensor, s_history: Sequence[torch.Tensor],
     return r
 
 
-class LBFGS(torch.optim.Optimizer):
+class LBFGS(FlatClosureOptimizer):
     r"""L-BFGS with the constructor and the iterates of ``torch.optim.LBFGS``.
 
     One ``step(closure)`` runs up to ``max_iter`` iterations k = 1, 2, …:
@@ -120,37 +120,6 @@ class LBFGS(torch.optim.Optimizer):
                         tolerance_grad=tolerance_grad, tolerance_change=tolerance_change,
                         history_size=history_size, line_search_fn=line_search_fn)
         super().__init__(params, defaults)
-        if len(self.param_groups) != 1:
-            raise ValueError("LBFGS doesn't support per-parameter options (parameter groups)")
-        self._params = self.param_groups[0]["params"]
-
-    # --- θ as one flat vector ----------------------------------------------------------------
-    def _flat_grad(self) -> torch.Tensor:
-        return torch.cat([torch.zeros_like(p).reshape(-1) if p.grad is None
-                          else p.grad.reshape(-1) for p in self._params])
-
-    def _add(self, t: float, d: torch.Tensor) -> None:
-        """θ ← θ + t d."""
-        offset = 0
-        for p in self._params:
-            n = p.numel()
-            p.add_(d[offset:offset + n].view_as(p), alpha=t)
-            offset += n
-
-    def _get(self) -> list[torch.Tensor]:
-        return [p.clone(memory_format=torch.contiguous_format) for p in self._params]
-
-    def _set(self, values: list[torch.Tensor]) -> None:
-        for p, v in zip(self._params, values):
-            p.copy_(v)
-
-    def _evaluate_at(self, closure, theta, t, d):
-        """J and g at θ + t d, leaving θ unchanged (for the line search)."""
-        self._add(t, d)
-        loss = float(closure().detach())
-        g = self._flat_grad()
-        self._set(theta)
-        return loss, g
 
     @torch.no_grad()
     def step(self, closure: Callable[[], torch.Tensor]) -> torch.Tensor:

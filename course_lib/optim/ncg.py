@@ -28,14 +28,14 @@ from collections.abc import Callable
 import torch
 from torch.optim.lbfgs import _strong_wolfe  # torch's line search (Nocedal & Wright Alg. 3.5)
 
-from course_lib.optim._base import check_lr
+from course_lib.optim._base import FlatClosureOptimizer, check_lr
 
 __all__ = ["NonlinearCG", "BETAS"]
 
 BETAS = ("PR+", "FR")
 
 
-class NonlinearCG(torch.optim.Optimizer):
+class NonlinearCG(FlatClosureOptimizer):
     r"""Nonlinear conjugate gradients, one iteration per ``step(closure)``.
 
     Arguments:
@@ -65,29 +65,6 @@ class NonlinearCG(torch.optim.Optimizer):
         if restart is not None and (not isinstance(restart, int) or restart < 1):
             raise ValueError(f"Invalid restart: {restart} (expected None or an int >= 1)")
         super().__init__(params, dict(lr=lr, beta=beta, c2=c2, max_ls=max_ls, restart=restart))
-        if len(self.param_groups) != 1:
-            raise ValueError("NonlinearCG doesn't support per-parameter options (parameter groups)")
-        self._params = self.param_groups[0]["params"]
-
-    def _flat_grad(self) -> torch.Tensor:
-        return torch.cat([torch.zeros_like(p).reshape(-1) if p.grad is None
-                          else p.grad.reshape(-1) for p in self._params])
-
-    def _add(self, t: float, d: torch.Tensor) -> None:
-        offset = 0
-        for p in self._params:
-            n = p.numel()
-            p.add_(d[offset:offset + n].view_as(p), alpha=t)
-            offset += n
-
-    def _evaluate_at(self, closure, theta, t, d):
-        """J and g at θ + t d, leaving θ unchanged (for the line search)."""
-        self._add(t, d)
-        loss = float(closure().detach())
-        g = self._flat_grad()
-        for p, v in zip(self._params, theta):
-            p.copy_(v)
-        return loss, g
 
     @torch.no_grad()
     def step(self, closure: Callable[[], torch.Tensor]) -> torch.Tensor:
@@ -124,7 +101,7 @@ class NonlinearCG(torch.optim.Optimizer):
                 state["restarts"] += 1
             t = float(t_prev * slope_prev / (g @ d))
         slope = g @ d
-        theta = [p.clone(memory_format=torch.contiguous_format) for p in self._params]
+        theta = self._get()
         _, _, t, n_evals = _strong_wolfe(
             lambda x, t_, d_: self._evaluate_at(closure, x, t_, d_),
             theta, t, d, loss, g, slope, c1=min(1e-4, group["c2"] / 2), c2=group["c2"],
