@@ -366,6 +366,16 @@ def _image_src(box) -> str:
     return box.locator(":scope > img.widget-image").get_attribute("src") or ""
 
 
+def _wait_for_new_image(student: Student, box, before: str, or_error: bool = False):
+    """Until the figure's image is another than ``before`` (or, with ``or_error``, the widget
+    shows its error line: course_lib.widgets.InteractivePlot)."""
+    error = " || el.querySelector(':scope > .course-widget-error:not([style*=\"none\"])')"
+    student.page.wait_for_function(
+        "([el, before]) => el.querySelector(':scope > img.widget-image').src !== before"
+        + (error if or_error else ""),
+        arg=[box.element_handle(), before], timeout=REDRAW_TIMEOUT_S * 1000)
+
+
 def _move_first_control(box) -> tuple[str, str | None, str | None]:
     """Move the figure's first control one notch; (its kind, its value before, after)."""
     control = box.locator(":scope > .widget-inline-hbox, :scope > .widget-box").first
@@ -448,10 +458,7 @@ def _check_figure(student: Student, box, screenshot: Path | None):
         moved = _move_first_control(box)
     assert moved[1] != moved[2], f"the figure's first control ({moved[0]}) does not move"
     try:  # redrawn, or the widget's message says why not (course_lib.widgets.InteractivePlot)
-        student.page.wait_for_function(
-            """([el, before]) => el.querySelector(':scope > img.widget-image').src !== before
-                || el.querySelector(':scope > .course-widget-error:not([style*="none"])')""",
-            arg=[box.element_handle(), before], timeout=REDRAW_TIMEOUT_S * 1000)
+        _wait_for_new_image(student, box, before, or_error=True)
     except Exception:
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         student.page.screenshot(path=str(ARTIFACTS / "redraw_failed.png"))
@@ -596,9 +603,7 @@ def test_a_setting_that_fails_is_named_under_the_controls(lab, browser):
     handle.press("ArrowLeft")  # back to 1.0: the kept figure is that one, so the image stays
     error.wait_for(state="hidden", timeout=REDRAW_TIMEOUT_S * 1000)
     handle.press("ArrowLeft")  # 0.0: a new figure
-    student.page.wait_for_function(
-        "([el, before]) => el.querySelector(':scope > img.widget-image').src !== before",
-        arg=[box.element_handle(), before], timeout=REDRAW_TIMEOUT_S * 1000)
+    _wait_for_new_image(student, box, before)
     student.close_and_check()
 
 

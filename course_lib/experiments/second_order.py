@@ -643,6 +643,13 @@ def _first_order_mlp(seed: int, opt_cls, lr: float) -> int | None:
 
 
 @shared_result
+def _to_target(run: QuasiNewtonRun) -> tuple[int | None, int | None]:
+    """The first iteration with a loss ≤ ``MLP['target']`` and the gradient evaluations spent
+    by then; (None, None) if never."""
+    hit = np.flatnonzero(run.losses <= MLP["target"])
+    return (int(hit[0]), int(run.evals[hit[0]])) if hit.size else (None, None)
+
+
 def mlp_race() -> dict:
     r"""Full-batch steps to a training loss ≤ ``MLP['target']`` for each seed: GD and Adam on
     their learning-rate grids, L-BFGS (ours, strong Wolfe) and nonlinear CG (ours, PR+, strong
@@ -660,9 +667,9 @@ def mlp_race() -> dict:
         theta0 = torch.nn.utils.parameters_to_vector(model.parameters()).detach()
         run = lbfgs_run(_flat_loss(model), theta0, MLP["lbfgs_max_steps"],
                         MLP["history_size"])
-        hit = np.flatnonzero(run.losses <= MLP["target"])
-        steps.append(int(hit[0]) if hit.size else None)
-        evals.append(int(run.evals[hit[0]]) if hit.size else None)
+        step, n_evals = _to_target(run)
+        steps.append(step)
+        evals.append(n_evals)
         norms.append(run.grad_norms)
         losses.append(run.losses)
         theta_norms.append(np.linalg.norm(run.path, axis=1))
@@ -674,9 +681,9 @@ def mlp_race() -> dict:
             model, _ = mlp_problem(s)
             theta0 = torch.nn.utils.parameters_to_vector(model.parameters()).detach()
             run = ncg_run(_flat_loss(model), theta0, MLP["lbfgs_max_steps"], c2=c2)
-            hit = np.flatnonzero(run.losses <= MLP["target"])
-            steps.append(int(hit[0]) if hit.size else None)
-            evals.append(int(run.evals[hit[0]]) if hit.size else None)
+            step, n_evals = _to_target(run)
+            steps.append(step)
+            evals.append(n_evals)
         out[name] = dict(steps=steps, evals=evals)
     return out
 
